@@ -1,0 +1,3 @@
+from hearth.cli.main import main
+
+main()

@@ -1,0 +1,40 @@
+"""Entry point: ``hearth <command>``. Subcommands live in their own modules."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from hearth.errors import HearthError
+
+app = typer.Typer(
+    name="hearth",
+    help="A self-hosted platform for LLM applications: serve local models behind an "
+    "OpenAI-compatible API, chat with them, and see what every call cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def _register() -> None:
+    from hearth.cli import chat, models, serve, usage
+
+    app.command("serve")(serve.serve)
+    app.command("chat")(chat.chat)
+    app.command("usage")(usage.usage)
+    app.add_typer(models.app, name="models")
+
+
+def main() -> None:
+    _register()
+    try:
+        app()
+    except HearthError as e:
+        err.print(f"[bold red]error:[/] {e.message}")
+        sys.exit(2 if e.status < 500 else 1)
+    except KeyboardInterrupt:
+        sys.exit(130)

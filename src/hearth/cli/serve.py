@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import typer
+from rich.console import Console
+
+from hearth.config import load_settings
+
+console = Console()
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default 127.0.0.1; 0.0.0.0 exposes it)."),
+    port: int = typer.Option(None, help="Port to listen on (default 8000)."),
+    model: list[str] = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model to serve; repeat for several. The first is the default. "
+        "Default: every registered model, with qwen2.5-0.5b-instruct preloaded.",
+    ),
+    preload: bool = typer.Option(True, help="Load the default model before taking requests."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Start the OpenAI-compatible API server.
+
+    Example: hearth serve --model qwen2.5-0.5b-instruct --model multilingual-e5-small
+    then: curl http://127.0.0.1:8000/v1/models
+    """
+    import uvicorn
+
+    from hearth.server import create_app
+
+    settings = load_settings()
+    if model:
+        settings = settings.with_served(model)
+    settings = replace(
+        settings,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    base = f"http://{settings.host}:{settings.port}/v1"
+    console.print(f"[bold]hearth[/] OpenAI-compatible API at [cyan]{base}[/]")
+    for name in settings.served_models():
+        spec = settings.models[name]
+        mark = " (default)" if name == settings.default_model else ""
+        console.print(f"  • {name}{mark} — {spec.engine}: {spec.description}")
+    console.print(f"  home: {settings.home}  call log: {settings.db_url}")
+    app = create_app(settings, preload=[settings.default_model] if preload else [])
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)

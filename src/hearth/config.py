@@ -1,0 +1,212 @@
+"""Settings: one typed object built at start-up and passed explicitly.
+
+Sources, later ones winning: built-in defaults, ``$HEARTH_HOME/config.toml``, environment
+variables (``HEARTH_HOME``, ``HEARTH_HOST``, ``HEARTH_PORT``, ``HEARTH_MODEL``), then
+command-line flags applied by the caller with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hearth.errors import ConfigError
+from hearth.types import Price
+
+ENGINES = ("llamacpp", "remote", "fake", "e5")
+DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
+DEFAULT_EMBEDDER = "multilingual-e5-small"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    engine: str
+    path: str | None = None  # local file (GGUF); None for bundled until assembled
+    bundled: str | None = None  # key in hearth.hub.bundled.BUNDLED
+    url: str | None = None  # remote: base URL of an OpenAI-compatible API (…/v1)
+    upstream_model: str | None = None  # remote: model id upstream (default: name)
+    api_key_env: str | None = None  # remote: environment variable holding the key
+    tokenizer: str | None = None  # remote: registered model whose tokenizer counts
+    context: int = 4096
+    parallel: int = 4
+    threads: int = 0  # 0: all cores
+    sampling: dict[str, float] = field(default_factory=dict)
+    price: Price = Price()
+    embedding: bool = False  # serves /v1/embeddings rather than chat
+    script: tuple[str, ...] = ()  # fake engine: replies, used in turn
+    delay: float = 0.0  # fake engine: seconds between tokens
+    description: str = ""
+
+
+BUILTIN_MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            name=DEFAULT_MODEL,
+            engine="llamacpp",
+            bundled=DEFAULT_MODEL,
+            context=4096,
+            parallel=8,
+            # Without a repeat penalty this model loops on long answers.
+            sampling={"temperature": 0.7, "top_p": 0.8, "repeat_penalty": 1.1},
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Chinese and English)",
+        ),
+        ModelSpec(
+            name="smollm2-135m-instruct",
+            engine="llamacpp",
+            bundled="smollm2-135m-instruct",
+            context=2048,
+            parallel=8,
+            sampling={"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.1},
+            description="SmolLM2-135M-Instruct Q4_1 (English only, fast)",
+        ),
+        ModelSpec(
+            name=DEFAULT_EMBEDDER,
+            engine="e5",
+            bundled=DEFAULT_EMBEDDER,
+            context=512,
+            parallel=1,
+            embedding=True,
+            description="multilingual-e5-small, 4-bit, 384 dimensions",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    models: dict[str, ModelSpec] = field(default_factory=lambda: dict(BUILTIN_MODELS))
+    default_model: str = DEFAULT_MODEL
+    served: tuple[str, ...] = ()  # models listed by /v1/models; empty: all registered
+    max_loaded: int = 3  # loaded engines kept before the least recently used is unloaded
+    queue_size: int = 64  # requests waiting per model before 429
+    request_timeout: float = 600.0  # seconds per request, queueing included
+    max_body_bytes: int = 8 * 1024 * 1024
+    database_url: str = ""  # empty: sqlite file in home
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'hearth.db'}"
+
+    def served_models(self) -> list[str]:
+        return list(self.served) if self.served else list(self.models)
+
+    def with_served(self, names: list[str]) -> Settings:
+        for name in names:
+            if name not in self.models:
+                raise ConfigError(
+                    f"Unknown model '{name}'. Known models: {', '.join(self.models)}. "
+                    f"Add it to {self.home / 'config.toml'} under [models.\"{name}\"]."
+                )
+        default = names[0] if names else self.default_model
+        return replace(self, served=tuple(names), default_model=default)
+
+
+def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    home = (home or Path(env.get("HEARTH_HOME") or Path.home() / ".hearth")).expanduser().resolve()
+    data = _read_toml(home / "config.toml")
+    server = data.get("server", {})
+    models = dict(BUILTIN_MODELS)
+    for name, raw in data.get("models", {}).items():
+        models[name] = _model_spec(name, raw, home)
+    kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
+    settings = Settings(home=home, models=models, **kwargs)
+    if "HEARTH_HOST" in env:
+        settings = replace(settings, host=env["HEARTH_HOST"])
+    if "HEARTH_PORT" in env:
+        settings = replace(settings, port=_int(env["HEARTH_PORT"], "HEARTH_PORT"))
+    if "HEARTH_DATABASE_URL" in env:
+        settings = replace(settings, database_url=env["HEARTH_DATABASE_URL"])
+    if env.get("HEARTH_MODEL"):
+        settings = settings.with_served([m.strip() for m in env["HEARTH_MODEL"].split(",")])
+    if settings.default_model not in settings.models:
+        raise ConfigError(f"default_model '{settings.default_model}' is not a known model.")
+    return settings
+
+
+_SERVER_KEYS = (
+    "host",
+    "port",
+    "default_model",
+    "max_loaded",
+    "queue_size",
+    "request_timeout",
+    "max_body_bytes",
+    "database_url",
+)
+_MODEL_KEYS = {
+    "engine",
+    "path",
+    "url",
+    "upstream_model",
+    "api_key_env",
+    "tokenizer",
+    "context",
+    "parallel",
+    "threads",
+    "sampling",
+    "price",
+    "embedding",
+    "script",
+    "delay",
+    "description",
+    "bundled",
+}
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from e
+
+
+def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
+    unknown = set(raw) - _MODEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"[models.\"{name}\"] has unknown keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}"
+        )
+    base = BUILTIN_MODELS.get(name)
+    engine = raw.get("engine", base.engine if base else None)
+    if engine not in ENGINES:
+        raise ConfigError(f"[models.\"{name}\"] engine must be one of {ENGINES}, got {engine!r}")
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("price", "script")}
+    if "price" in raw:
+        p = raw["price"]
+        fields["price"] = Price(float(p.get("input", 0)), float(p.get("output", 0)))
+    if "script" in raw:
+        fields["script"] = tuple(str(s) for s in raw["script"])
+    if "path" in raw:
+        path = Path(str(raw["path"])).expanduser()
+        fields["path"] = str(path if path.is_absolute() else home / path)
+    if engine == "llamacpp" and not (fields.get("path") or (base and base.bundled)):
+        raise ConfigError(f"[models.\"{name}\"] needs path = \"/path/to/model.gguf\"")
+    if engine == "remote" and not fields.get("url"):
+        raise ConfigError(f"[models.\"{name}\"] needs url = \"http://host:port/v1\"")
+    spec = base if base else ModelSpec(name=name, engine=engine)
+    try:
+        return replace(spec, **fields)
+    except TypeError as e:
+        raise ConfigError(f"[models.\"{name}\"]: {e}") from e
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from e

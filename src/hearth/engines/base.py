@@ -1,0 +1,69 @@
+"""The engine protocol: everything between HTTP and inference speaks this.
+
+Cancellation is closing the stream: when a caller stops iterating and calls ``aclose()``
+on the async iterator returned by ``stream_chat``/``stream_completion``, the engine must stop
+generating and free its slot within a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from hearth.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    Embeddings,
+    Message,
+    TokenPiece,
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    chat: bool = True
+    embeddings: bool = False
+    max_n: int = 1  # the largest ``n`` one request may ask for
+    logprobs: bool = False
+    json_schema: bool = False  # constrained decoding for response_format
+    tokenize: bool = True
+
+
+@runtime_checkable
+class Engine(Protocol):
+    capabilities: Capabilities
+    context_length: int
+
+    async def start(self) -> None:
+        """Load weights / connect. Called once before any other method."""
+
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """Yield chunks; the last one carries ``usage`` and every choice's finish_reason."""
+        ...
+
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]: ...
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings: ...
+
+    async def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[TokenPiece]:
+        """The model's own tokens. ``add_special`` adds BOS/EOS as the model's metadata asks;
+        ``parse_special`` reads control tokens such as ``<|im_start|>`` as single tokens."""
+        ...
+
+    async def detokenize(self, ids: list[int]) -> str: ...
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        """The prompt text the chat template makes of these messages."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def count_chat_tokens(engine: Engine, messages: list[Message]) -> int:
+    """Prompt tokens of a chat request, exactly as ``usage.prompt_tokens`` counts them."""
+    prompt = await engine.render_chat(messages)
+    return len(await engine.tokenize(prompt, add_special=True, parse_special=True))

@@ -1,0 +1,128 @@
+"""A scripted engine: real protocol, no model. For tests, demos and load experiments.
+
+Replies come from the model's ``script`` in turn (or echo the last user message), one
+word-piece token at a time with ``delay`` seconds between tokens, so queueing, streaming,
+cancellation and usage accounting behave as they do with a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import AsyncIterator
+
+from hearth.config import ModelSpec
+from hearth.engines.base import Capabilities
+from hearth.errors import ContextLengthExceeded
+from hearth.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    Embeddings,
+    GenerationParams,
+    Message,
+    TokenLogprob,
+    TokenPiece,
+    Usage,
+)
+
+_PIECES = re.compile(r"\s*[\w']+|\s*[^\w\s]|\s+", re.UNICODE)
+_DIM = 16
+
+
+class FakeEngine:
+    capabilities = Capabilities(embeddings=True, max_n=4, logprobs=True, json_schema=True)
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.context_length = spec.context
+        self._script = itertools.cycle(spec.script) if spec.script else None
+        self._vocab: dict[int, str] = {}
+        self.active = 0  # generations in flight, for tests of cancellation
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- tokens -------------------------------------------------------------------------
+    def _ids(self, text: str) -> list[TokenPiece]:
+        out = []
+        for piece in _PIECES.findall(text):
+            tid = int(hashlib.blake2b(piece.encode(), digest_size=4).hexdigest(), 16) % 100_000
+            self._vocab[tid] = piece
+            out.append(TokenPiece(tid, piece.encode()))
+        return out
+
+    async def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[TokenPiece]:
+        return self._ids(text)
+
+    async def detokenize(self, ids: list[int]) -> str:
+        return "".join(self._vocab.get(i, "") for i in ids)
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
+
+    # -- generation ---------------------------------------------------------------------
+    def _reply(self, prompt_text: str, params: GenerationParams) -> str:
+        text = next(self._script) if self._script else f"You said: {prompt_text}"
+        if params.response_format:
+            text = json.dumps({"reply": text}, ensure_ascii=False)
+        return text
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        prompt = await self.render_chat(request.messages)
+        users = [m.content for m in request.messages if m.role == "user"]
+        async for chunk in self._generate(prompt, users[-1] if users else "", request.params):
+            yield chunk
+
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        async for chunk in self._generate(request.prompt, request.prompt, request.params):
+            yield chunk
+
+    async def _generate(
+        self, prompt: str, last: str, params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
+        prompt_tokens = len(self._ids(prompt))
+        if prompt_tokens > self.context_length:
+            raise ContextLengthExceeded(prompt_tokens, self.context_length)
+        limit = params.max_tokens if params.max_tokens is not None else 10**9
+        completion = 0
+        self.active += 1
+        try:
+            for index in range(params.n):
+                text, finish = _apply_stop(self._reply(last, params), params.stop)
+                for count, piece in enumerate(self._ids(text)):
+                    if count >= limit:
+                        finish = "length"
+                        break
+                    if self.spec.delay:
+                        await asyncio.sleep(self.spec.delay)
+                    completion += 1
+                    lp = [TokenLogprob(piece.text, -0.5, list(piece.piece))] if params.logprobs else None
+                    yield Chunk(index=index, text=piece.text, logprobs=lp)
+                yield Chunk(index=index, finish_reason=finish)
+            yield Chunk(usage=Usage(prompt_tokens, completion))
+        finally:
+            self.active -= 1
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
+        vectors = []
+        for text in texts:
+            digest = hashlib.sha256(text.encode()).digest()
+            raw = [b - 127.5 for b in digest[:_DIM]]
+            norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+            vectors.append([x / norm for x in raw])
+        return Embeddings(vectors, sum(len(self._ids(t)) for t in texts))
+
+
+def _apply_stop(text: str, stops: list[str]) -> tuple[str, str]:
+    cut = min((text.index(s) for s in stops if s and s in text), default=None)
+    return (text, "stop") if cut is None else (text[:cut], "stop")

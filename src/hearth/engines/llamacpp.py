@@ -1,0 +1,322 @@
+"""Local GGUF models through llama.cpp's own server core (the ``xllamacpp`` binding).
+
+Why this binding: it runs llama.cpp's C++ server loop in-process, so requests from many
+clients share one model with continuous batching over ``parallel`` slots; JSON-schema
+constrained decoding, logprobs and exact usage come from llama.cpp itself. The measured
+comparison with ``llama-cpp-python`` (which serialises requests per model) is in the README.
+
+Generation runs in worker threads: ``Server.handle_chat_completions`` blocks while it calls
+our callback once per streamed chunk; the callback hands chunks to the event loop and
+returns True to make llama.cpp drop the request (that is how a disconnect cancels).
+Tokenize, detokenize and chat-template rendering use the binding's loopback HTTP endpoint,
+which is llama.cpp's own code for those operations, so counts match usage exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from hearth.config import ModelSpec
+from hearth.engines.base import Capabilities
+from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
+from hearth.types import (
+    ChatRequest,
+    Chunk,
+    CompletionRequest,
+    Embeddings,
+    GenerationParams,
+    Message,
+    TokenLogprob,
+    TokenPiece,
+    TopLogprob,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+MAX_N = 8
+_DONE = object()
+
+
+class LlamaCppEngine:
+    capabilities = Capabilities(max_n=MAX_N, logprobs=True, json_schema=True)
+
+    def __init__(self, spec: ModelSpec) -> None:
+        if not spec.path:
+            raise EngineError(f"model '{spec.name}' has no GGUF path")
+        self.spec = spec
+        self.context_length = spec.context
+        self._server: Any = None
+        self._http: httpx.AsyncClient | None = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=spec.parallel * MAX_N + 2, thread_name_prefix=f"llama-{spec.name}"
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.run_in_executor(self._pool, self._load)
+        self._http = httpx.AsyncClient(base_url=self._server.listening_address, timeout=60)
+
+    def _load(self) -> Any:
+        import xllamacpp  # heavy: imported only when a local model is loaded
+
+        spec = self.spec
+        params = xllamacpp.CommonParams()
+        params.model.path = spec.path
+        params.n_parallel = spec.parallel
+        # Each slot gets the full context: llama.cpp splits n_ctx evenly across slots.
+        params.n_ctx = spec.context * spec.parallel
+        threads = spec.threads or os.cpu_count() or 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.port = 0  # loopback endpoint on a free port, for tokenize and templates
+        params.verbosity = -1
+        try:
+            return xllamacpp.Server(params)
+        except RuntimeError as e:
+            raise EngineError(f"llama.cpp could not load {spec.path}: {e}") from e
+
+    async def close(self) -> None:
+        if self._http:
+            await self._http.aclose()
+        server, self._server = self._server, None
+        if server is not None:
+            # The destructor joins llama.cpp's loop thread; keep that off the event loop.
+            await asyncio.get_running_loop().run_in_executor(self._pool, _drop, server)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- tokens -------------------------------------------------------------------------
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert self._http is not None, "engine not started"
+        resp = await self._http.post(path, json=body)
+        data: dict[str, Any] = resp.json()
+        if resp.status_code != 200:
+            raise EngineError(f"llama.cpp {path} failed: {data}")
+        return data
+
+    async def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[TokenPiece]:
+        data = await self._post(
+            "/tokenize",
+            {
+                "content": text,
+                "add_special": add_special,
+                "parse_special": parse_special,
+                "with_pieces": True,
+            },
+        )
+        return [TokenPiece(t["id"], _piece_bytes(t["piece"])) for t in data["tokens"]]
+
+    async def detokenize(self, ids: list[int]) -> str:
+        data = await self._post("/detokenize", {"tokens": ids})
+        return str(data["content"])
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        data = await self._post("/apply-template", {"messages": _wire_messages(messages)})
+        return str(data["prompt"])
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
+        raise Unsupported(
+            f"model '{self.spec.name}' is a chat model; use an embedding model such as "
+            "multilingual-e5-small for /v1/embeddings",
+            param="model",
+        )
+
+    # -- generation ---------------------------------------------------------------------
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        body = {"messages": _wire_messages(request.messages)}
+        return self._stream("chat", body, request.params)
+
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        return self._stream("completion", {"prompt": request.prompt}, request.params)
+
+    async def _stream(
+        self, kind: str, body: dict[str, Any], params: GenerationParams
+    ) -> AsyncIterator[Chunk]:
+        # n > 1 runs as n parallel requests: llama.cpp's own n reports usage for one
+        # choice only, and separate requests share the prompt through its prompt cache.
+        payload = {**body, **self._sampling(params), "stream": True}
+        payload["stream_options"] = {"include_usage": True}
+        streams = [self._one(kind, payload, index) for index in range(params.n)]
+        prompt_tokens = 0
+        completion_tokens = 0
+        async for chunk in _merge(streams):
+            if chunk.usage is not None:
+                prompt_tokens = chunk.usage.prompt_tokens
+                completion_tokens += chunk.usage.completion_tokens
+                continue
+            yield chunk
+        yield Chunk(usage=Usage(prompt_tokens, completion_tokens))
+
+    def _sampling(self, params: GenerationParams) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.spec.sampling)
+        for key in (
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+            "repeat_penalty",
+        ):
+            value = getattr(params, key)
+            if value is not None:
+                out[key] = value
+        if params.stop:
+            out["stop"] = params.stop
+        if params.logprobs:
+            out["logprobs"] = True
+            out["top_logprobs"] = params.top_logprobs
+            out["n_probs"] = params.top_logprobs  # completions endpoint reads this one
+        fmt = params.response_format
+        if fmt and fmt.get("type") == "json_schema":
+            out["json_schema"] = fmt.get("schema") or {}
+        elif fmt and fmt.get("type") == "json_object":
+            out["json_schema"] = {"type": "object"}
+        return out
+
+    async def _one(
+        self, kind: str, payload: dict[str, Any], index: int
+    ) -> AsyncGenerator[Chunk, None]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def on_chunk(data: dict[str, Any]) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, data)
+            return stop.is_set()
+
+        handle: Callable[..., Any] = (
+            self._server.handle_chat_completions
+            if kind == "chat"
+            else self._server.handle_completions
+        )
+
+        def work() -> None:
+            try:
+                handle(payload, on_chunk)
+            except Exception as e:  # noqa: BLE001 - handed to the event loop, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, e)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._pool, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    raise EngineError(f"llama.cpp failed: {item}") from item
+                for chunk in _chunks(item, index):
+                    yield chunk
+        finally:
+            # llama.cpp reads this on its next chunk and drops the request, freeing the slot.
+            stop.set()
+            future.add_done_callback(_log_thread_error)
+
+
+def _log_thread_error(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("llama.cpp worker failed: %s", future.exception())
+
+
+def _drop(server: Any) -> None:
+    del server
+
+
+def _wire_messages(messages: list[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def _piece_bytes(piece: str | list[int]) -> bytes:
+    # llama.cpp gives a string for valid UTF-8 and a byte list for a partial character.
+    return bytes(piece) if isinstance(piece, list) else piece.encode("utf-8")
+
+
+def _chunks(data: dict[str, Any], index: int) -> list[Chunk]:
+    if "error" in data:
+        raise _error(data["error"])
+    out = []
+    for choice in data.get("choices", []):
+        text = choice.get("text")
+        if text is None:
+            text = (choice.get("delta") or {}).get("content") or ""
+        lp = _logprobs(choice.get("logprobs"))
+        if text or lp or choice.get("finish_reason"):
+            out.append(Chunk(index=index, text=text, finish_reason=choice.get("finish_reason"), logprobs=lp))
+    usage = data.get("usage")
+    if usage:
+        out.append(Chunk(usage=Usage(usage["prompt_tokens"], usage["completion_tokens"])))
+    return out
+
+
+def _logprobs(raw: dict[str, Any] | None) -> list[TokenLogprob] | None:
+    if not raw or not raw.get("content"):
+        return None
+    return [
+        TokenLogprob(
+            token=t["token"],
+            logprob=t["logprob"],
+            bytes=t.get("bytes"),
+            top=tuple(
+                TopLogprob(x["token"], x["logprob"], x.get("bytes")) for x in t.get("top_logprobs", [])
+            ),
+        )
+        for t in raw["content"]
+    ]
+
+
+def _error(err: dict[str, Any]) -> Exception:
+    if err.get("type") == "exceed_context_size_error":
+        return ContextLengthExceeded(int(err.get("n_prompt_tokens", 0)), int(err.get("n_ctx", 0)))
+    if err.get("code") == 400 or err.get("type") == "invalid_request_error":
+        return InvalidRequest(str(err.get("message", err)))
+    return EngineError(f"llama.cpp: {err.get('message', err)}")
+
+
+async def _merge(streams: list[AsyncGenerator[Chunk, None]]) -> AsyncIterator[Chunk]:
+    """Interleave several chunk streams as their chunks arrive."""
+    if len(streams) == 1:
+        try:
+            async for chunk in streams[0]:
+                yield chunk
+        finally:
+            await streams[0].aclose()
+        return
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def pump(stream: AsyncGenerator[Chunk, None]) -> None:
+        try:
+            async for chunk in stream:
+                await queue.put(chunk)
+        except Exception as e:  # noqa: BLE001 - re-raised by the consumer below
+            await queue.put(e)
+        finally:
+            await stream.aclose()
+            await queue.put(_DONE)
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is _DONE:
+                remaining -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

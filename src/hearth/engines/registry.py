@@ -1,0 +1,91 @@
+"""Which engine serves which model; loads on first use, unloads the least recently used."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from dataclasses import replace
+
+from hearth.config import ModelSpec, Settings
+from hearth.engines.base import Engine
+from hearth.engines.runner import Runner
+from hearth.errors import ModelNotFound
+from hearth.hub import bundled
+
+log = logging.getLogger(__name__)
+
+# engine kind -> "module:Class"; imported lazily so heavy bindings load only when used.
+ENGINE_CLASSES = {
+    "llamacpp": "hearth.engines.llamacpp:LlamaCppEngine",
+    "remote": "hearth.engines.remote:RemoteEngine",
+    "fake": "hearth.engines.fake:FakeEngine",
+    "e5": "hearth.engines.e5:E5Engine",
+}
+
+
+def engine_class(kind: str) -> type:
+    module, _, cls = ENGINE_CLASSES[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def resolve(spec: ModelSpec, settings: Settings) -> ModelSpec:
+    """Fill in the file path of a bundled model, assembling it on first use."""
+    if spec.path or not spec.bundled or spec.bundled not in bundled.BUNDLED:
+        return spec
+    return replace(spec, path=str(bundled.ensure(spec.bundled, settings.models_dir)))
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._runners: dict[str, Runner] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def names(self) -> list[str]:
+        return self.settings.served_models()
+
+    def spec(self, name: str) -> ModelSpec:
+        if name not in self.names():
+            raise ModelNotFound(name, self.names())
+        return self.settings.models[name]
+
+    def loaded(self) -> list[Runner]:
+        return list(self._runners.values())
+
+    async def get(self, name: str) -> Runner:
+        runner = self._runners.get(name)
+        if runner is not None:
+            return runner
+        spec = self.spec(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            if name in self._runners:
+                return self._runners[name]
+            await self._make_room()
+            spec = await asyncio.to_thread(resolve, spec, self.settings)
+            engine: Engine = engine_class(spec.engine)(spec)
+            log.info("loading model %s (%s)", name, spec.engine)
+            await engine.start()
+            runner = Runner(
+                spec,
+                engine,
+                queue_size=self.settings.queue_size,
+                timeout=self.settings.request_timeout,
+            )
+            self._runners[name] = runner
+            return runner
+
+    async def _make_room(self) -> None:
+        while len(self._runners) >= self.settings.max_loaded:
+            idle = [r for r in self._runners.values() if not r.busy]
+            if not idle:
+                return  # everything is busy: go over the limit rather than fail a request
+            victim = min(idle, key=lambda r: r.last_used)
+            log.info("unloading least recently used model %s", victim.spec.name)
+            del self._runners[victim.spec.name]
+            await victim.engine.close()
+
+    async def close(self) -> None:
+        runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            await runner.engine.close()

@@ -1,0 +1,103 @@
+"""The one exception tree.
+
+``UserError`` and its children are mistakes the caller can fix (bad input, unknown model,
+oversized prompt); the server maps them to 4xx. ``HearthError`` that is not a ``UserError``
+is a fault on our side (an engine crashed, a file is corrupt) and maps to 5xx.
+Every message says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class HearthError(Exception):
+    """Base of every error hearth raises on purpose."""
+
+    status = 500
+    code: str | None = "internal_error"
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class UserError(HearthError):
+    """The request or command is wrong; the message says how to fix it."""
+
+    status = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class InvalidRequest(UserError):
+    pass
+
+
+class ContextLengthExceeded(UserError):
+    code = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, limit: int, *, max_tokens: int | None = None) -> None:
+        extra = f" plus max_tokens={max_tokens}" if max_tokens else ""
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens, but the prompt has "
+            f"{prompt_tokens} tokens{extra}. Shorten the messages or lower max_tokens.",
+            param="messages",
+        )
+        self.prompt_tokens = prompt_tokens
+        self.limit = limit
+
+
+class ModelNotFound(UserError):
+    status = 404
+    code = "model_not_found"
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        names = ", ".join(available) or "none"
+        super().__init__(
+            f"The model '{name}' does not exist. Served models: {names}. "
+            "Run `hearth models list` to see them.",
+            param="model",
+        )
+
+
+class Unsupported(UserError):
+    code = "unsupported_parameter"
+
+
+class PayloadTooLarge(UserError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Overloaded(HearthError):
+    status = 429
+    code = "overloaded"
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(HearthError):
+    status = 504
+    code = "timeout"
+    type = "timeout_error"
+
+
+class EngineError(HearthError):
+    """The engine failed in a way the client could not have caused."""
+
+    code = "engine_error"
+
+
+class UpstreamError(HearthError):
+    """A remote OpenAI-compatible upstream answered with an error or not at all."""
+
+    status = 502
+    code = "upstream_error"
+
+
+class ConfigError(UserError):
+    code = "config_error"

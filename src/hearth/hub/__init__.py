@@ -1,0 +1,1 @@
+"""Getting model files onto this machine: bundled packages now, hub downloads later."""

@@ -1,0 +1,53 @@
+"""create_app(settings): the whole HTTP surface, wired from explicit parts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from hearth.config import Settings
+from hearth.engines.registry import ModelRegistry
+from hearth.server import errors
+from hearth.server.limits import BodyLimit
+from hearth.server.metrics import Metrics
+from hearth.server.routes import embeddings, generate, models, ops, tokens
+from hearth.server.services import Services
+from hearth.storage.calllog import open_calllog
+
+log = logging.getLogger("hearth.server")
+
+
+def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastAPI:
+    """Build the app. ``preload`` names models to load before the first request."""
+    registry = ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        calllog = open_calllog(settings.db_url)
+        app.state.services = Services(settings, registry, calllog, Metrics(registry.loaded))
+        for name in preload or []:
+            await registry.get(name)
+        try:
+            yield
+        finally:
+            await registry.close()
+            calllog.close()
+
+    app = FastAPI(title="hearth", version=_version(), lifespan=lifespan)
+    errors.install(app)
+    for module in (generate, embeddings, models, tokens, ops):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hearth")
+    except PackageNotFoundError:
+        return "0+local"

@@ -1,0 +1,88 @@
+"""Exceptions to OpenAI-shaped error JSON, in one place.
+
+A client mistake is a 4xx with a message that says how to fix it; anything else is a 500
+whose message carries an id that is also in the server log next to the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hearth.errors import HearthError, Overloaded
+
+log = logging.getLogger("hearth.server")
+
+
+def error_body(
+    message: str, type_: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def hearth_error_response(exc: HearthError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    if exc.status >= 500:
+        return internal_error(exc)
+    return JSONResponse(
+        error_body(exc.message, exc.type, exc.code, exc.param), exc.status, headers=headers
+    )
+
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    error_id = "err-" + uuid.uuid4().hex[:12]
+    log.error("internal error %s: %r", error_id, exc, exc_info=exc)
+    status = exc.status if isinstance(exc, HearthError) else 500
+    detail = exc.message if isinstance(exc, HearthError) else "Internal server error"
+    code = exc.code if isinstance(exc, HearthError) else "internal_error"
+    return JSONResponse(
+        error_body(f"{detail} (error id {error_id}; see the server log)", "server_error", code),
+        status,
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    if not errors:
+        return "Invalid request body", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON: " + str(first.get("msg", "")), None
+    if not loc and first.get("type") in ("model_attributes_type", "dict_type"):
+        return "The request body must be a JSON object", None
+    param = ".".join(loc) or None
+    msg = str(first.get("msg", "invalid value"))
+    where = f"'{param}'" if param else "body"
+    extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return f"Invalid value for {where}: {msg}{extra}", param
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HearthError)
+    async def _hearth(request: Request, exc: HearthError) -> JSONResponse:
+        return hearth_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return JSONResponse(
+            error_body(message, "invalid_request_error", "invalid_request", param), 400
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            error_body(str(exc.detail), "invalid_request_error", code), exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return internal_error(exc)

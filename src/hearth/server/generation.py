@@ -1,0 +1,168 @@
+"""One generation request end to end: slot, stream or whole answer, usage, call log."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hearth.engines.base import Engine, count_chat_tokens
+from hearth.engines.runner import Runner
+from hearth.errors import HearthError, Unsupported
+from hearth.server.errors import error_body
+from hearth.server.render import Renderer, usage_json
+from hearth.server.services import Call, Services
+from hearth.types import ChatRequest, Chunk, CompletionRequest, GenerationParams, Usage
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def check_capabilities(runner: Runner, params: GenerationParams) -> None:
+    caps = runner.engine.capabilities
+    name = runner.spec.name
+    if not caps.chat:
+        raise Unsupported(f"model '{name}' does not generate text; it serves embeddings", param="model")
+    if params.n > caps.max_n:
+        raise Unsupported(
+            f"model '{name}' supports n up to {caps.max_n}; got n={params.n}", param="n"
+        )
+    if params.logprobs and not caps.logprobs:
+        raise Unsupported(f"model '{name}' does not return logprobs", param="logprobs")
+    if params.response_format and not caps.json_schema:
+        raise Unsupported(
+            f"model '{name}' cannot constrain output to JSON", param="response_format"
+        )
+
+
+async def _usage_so_far(engine: Engine, request: ChatRequest | CompletionRequest, r: Renderer) -> Usage:
+    """Usage of a stream that ended early: what was produced, counted by the model."""
+    if r.usage is not None:
+        return r.usage
+    try:
+        if isinstance(request, ChatRequest):
+            prompt = await count_chat_tokens(engine, request.messages)
+        else:
+            prompt = len(await engine.tokenize(request.prompt, add_special=True))
+        produced = 0
+        for choice in r.choices.values():
+            if choice.text:
+                produced += len(await engine.tokenize(choice.text, parse_special=False))
+        return Usage(prompt, produced)
+    except HearthError:
+        return Usage()
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+
+
+async def generate(
+    services: Services,
+    runner: Runner,
+    request: ChatRequest | CompletionRequest,
+    *,
+    stream: bool,
+    include_usage: bool | None,
+) -> JSONResponse | StreamingResponse:
+    kind = "chat" if isinstance(request, ChatRequest) else "completion"
+    call = Call(
+        services,
+        runner.spec.name,
+        "chat.completions" if kind == "chat" else "completions",
+        stream,
+        prefix="chatcmpl" if kind == "chat" else "cmpl",
+    )
+    renderer = Renderer(
+        kind=kind,
+        id=call.id,
+        created=int(time.time()),
+        model=runner.spec.name,
+        n=request.params.n,
+        echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
+    )
+    engine = runner.engine
+    start: Callable[[], AsyncIterator[Chunk]] = (
+        (lambda: engine.stream_chat(request))
+        if isinstance(request, ChatRequest)
+        else (lambda: engine.stream_completion(request))
+    )
+    chunks = runner.stream(start)
+    # Wait for the first chunk before answering, so that a full queue, an oversized prompt
+    # or a bad parameter becomes a proper HTTP error rather than an error inside a stream.
+    try:
+        first = await anext(chunks, None)
+    except HearthError as e:
+        await chunks.aclose()
+        await call.finish(Usage(), "error", e.message)
+        raise
+    if not stream:
+        return await _whole(call, renderer, first, chunks)
+    return StreamingResponse(
+        _events(call, renderer, engine, request, first, chunks, include_usage),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+async def _whole(
+    call: Call, r: Renderer, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
+) -> JSONResponse:
+    try:
+        if first is not None:
+            r.add(first)
+            async for chunk in chunks:
+                r.add(chunk)
+    except HearthError as e:
+        await call.finish(r.usage or Usage(), "error", e.message)
+        raise
+    finally:
+        await chunks.aclose()
+    await call.finish(r.usage or Usage(), "ok")
+    return JSONResponse(r.whole())
+
+
+async def _events(
+    call: Call,
+    r: Renderer,
+    engine: Engine,
+    request: ChatRequest | CompletionRequest,
+    first: Chunk | None,
+    chunks: AsyncGenerator[Chunk, None],
+    include_usage: bool | None,
+) -> AsyncIterator[bytes]:
+    status, error = "cancelled", None
+    try:
+        for data in r.opening():
+            yield _sse(data)
+        pending = first
+        while pending is not None:
+            chunk, pending = pending, await anext(chunks, None)
+            r.add(chunk)
+            if chunk.usage is not None:
+                continue
+            if chunk.text:
+                call.mark_first_token()
+            data = r.stream_chunk(chunk)
+            if include_usage is None and pending is not None and pending.usage is not None:
+                # Default: usage rides on the last choice chunk, so clients that read
+                # choices[0] of every chunk keep working and still get exact counts.
+                data["usage"] = usage_json(pending.usage)
+            yield _sse(data)
+        if include_usage and r.usage is not None:
+            yield _sse(r.usage_chunk(r.usage))
+        yield b"data: [DONE]\n\n"
+        status = "ok"
+    except HearthError as e:
+        status, error = "error", e.message
+        yield _sse(error_body(e.message, e.type, e.code, e.param))
+        yield b"data: [DONE]\n\n"
+    finally:
+        # Runs on client disconnect too, inside a cancelled scope: shield the bookkeeping.
+        with anyio.CancelScope(shield=True):
+            await chunks.aclose()
+            usage = await _usage_so_far(engine, request, r) if status != "ok" else (r.usage or Usage())
+            await call.finish(usage, status, error)

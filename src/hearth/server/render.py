@@ -1,0 +1,159 @@
+"""Domain chunks to OpenAI JSON for chat and text completions, streamed or whole."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hearth.types import Chunk, TokenLogprob, Usage
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _chat_logprobs(lps: list[TokenLogprob]) -> dict[str, Any]:
+    return {
+        "content": [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": t.bytes,
+                "top_logprobs": [
+                    {"token": x.token, "logprob": x.logprob, "bytes": x.bytes} for x in t.top
+                ],
+            }
+            for t in lps
+        ]
+    }
+
+
+def _text_logprobs(lps: list[TokenLogprob]) -> dict[str, Any]:
+    return {
+        "tokens": [t.token for t in lps],
+        "token_logprobs": [t.logprob for t in lps],
+        "top_logprobs": [{x.token: x.logprob for x in t.top} for t in lps],
+    }
+
+
+@dataclass
+class Choice:
+    text: str = ""
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass
+class Renderer:
+    """Builds the JSON for one request: ``kind`` is "chat" or "completion"."""
+
+    kind: str
+    id: str
+    created: int
+    model: str
+    n: int = 1
+    echo: str = ""  # completions with echo=true: the prompt, before each choice's text
+    choices: dict[int, Choice] = field(default_factory=dict)
+    usage: Usage | None = None
+
+    @property
+    def object(self) -> str:
+        return "chat.completion" if self.kind == "chat" else "text_completion"
+
+    def _envelope(self, choices: list[dict[str, Any]], *, stream: bool) -> dict[str, Any]:
+        obj = self.object + (".chunk" if stream and self.kind == "chat" else "")
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+
+    def add(self, chunk: Chunk) -> None:
+        """Fold a chunk into the running totals (for whole responses and the call log)."""
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+            return
+        choice = self.choices.setdefault(chunk.index, Choice())
+        choice.text += chunk.text
+        if chunk.logprobs:
+            choice.logprobs.extend(chunk.logprobs)
+        if chunk.finish_reason:
+            choice.finish_reason = chunk.finish_reason
+
+    def opening(self) -> list[dict[str, Any]]:
+        """Chat streams start with the assistant role, once per choice."""
+        if self.kind != "chat":
+            if not self.echo:
+                return []
+            return [
+                self._envelope(
+                    [{"index": i, "text": self.echo, "logprobs": None, "finish_reason": None}],
+                    stream=True,
+                )
+                for i in range(self.n)
+            ]
+        return [
+            self._envelope(
+                [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+                stream=True,
+            )
+            for i in range(self.n)
+        ]
+
+    def stream_chunk(self, chunk: Chunk) -> dict[str, Any]:
+        if self.kind == "chat":
+            delta = {"content": chunk.text} if chunk.text else {}
+            lp = _chat_logprobs(chunk.logprobs) if chunk.logprobs else None
+            choice: dict[str, Any] = {"index": chunk.index, "delta": delta, "logprobs": lp}
+        else:
+            lp = _text_logprobs(chunk.logprobs) if chunk.logprobs else None
+            choice = {"index": chunk.index, "text": chunk.text, "logprobs": lp}
+        choice["finish_reason"] = chunk.finish_reason
+        return self._envelope([choice], stream=True)
+
+    def usage_chunk(self, usage: Usage) -> dict[str, Any]:
+        out = self._envelope([], stream=True)
+        out["usage"] = usage_json(usage)
+        return out
+
+    def whole(self) -> dict[str, Any]:
+        choices = []
+        for index in sorted(self.choices):
+            c = self.choices[index]
+            if self.kind == "chat":
+                lp = _chat_logprobs(c.logprobs) if c.logprobs else None
+                choices.append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": c.text},
+                        "logprobs": lp,
+                        "finish_reason": c.finish_reason or "stop",
+                    }
+                )
+            else:
+                lp = _text_logprobs(c.logprobs) if c.logprobs else None
+                choices.append(
+                    {
+                        "index": index,
+                        "text": self.echo + c.text,
+                        "logprobs": lp,
+                        "finish_reason": c.finish_reason or "stop",
+                    }
+                )
+        out = self._envelope(choices, stream=False)
+        out["usage"] = usage_json(self.usage or Usage())
+        return out

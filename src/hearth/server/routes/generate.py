@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hearth.server.generation import check_capabilities, generate
+from hearth.server.protocol import ChatCompletionBody, CompletionBody
+from hearth.server.routes.deps import services
+from hearth.server.services import Services
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionBody, svc: Services = Depends(services)
+) -> JSONResponse | StreamingResponse:
+    runner = await svc.registry.get(body.model)
+    request = body.to_domain()
+    check_capabilities(runner, request.params)
+    return await generate(
+        svc, runner, request, stream=body.stream, include_usage=body.include_usage()
+    )
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(
+    body: CompletionBody, svc: Services = Depends(services)
+) -> JSONResponse | StreamingResponse:
+    runner = await svc.registry.get(body.model)
+    request = body.to_domain()
+    check_capabilities(runner, request.params)
+    return await generate(
+        svc, runner, request, stream=body.stream, include_usage=body.include_usage()
+    )

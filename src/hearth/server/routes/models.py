@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from hearth.server.routes.deps import services
+from hearth.server.services import Services
+
+router = APIRouter()
+
+_CREATED = 1_730_000_000  # fixed: models have no meaningful creation time here
+
+
+def _model(svc: Services, name: str) -> dict[str, Any]:
+    spec = svc.registry.spec(name)
+    loaded = {r.spec.name for r in svc.registry.loaded()}
+    return {
+        "id": name,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "hearth",
+        "engine": spec.engine,
+        "context_length": spec.context,
+        "embedding": spec.embedding,
+        "loaded": name in loaded,
+        "description": spec.description,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"object": "list", "data": [_model(svc, n) for n in svc.registry.names()]}
+
+
+@router.get("/v1/models/{name:path}")
+async def get_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return _model(svc, name)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from hearth.server.routes.deps import services
+from hearth.server.services import Services
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(svc: Services = Depends(services)) -> dict[str, Any]:
+    loaded = {r.spec.name: r for r in svc.registry.loaded()}
+    return {
+        "status": "ok",
+        "models": [
+            {
+                "id": name,
+                "loaded": name in loaded,
+                "active": loaded[name].active if name in loaded else 0,
+                "queued": loaded[name].waiting if name in loaded else 0,
+            }
+            for name in svc.registry.names()
+        ],
+    }
+
+
+@router.get("/metrics")
+async def metrics(svc: Services = Depends(services)) -> Response:
+    return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

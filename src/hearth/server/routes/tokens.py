@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from hearth.errors import Unsupported
+from hearth.server.protocol import DetokenizeBody, TokenizeBody
+from hearth.server.routes.deps import services
+from hearth.server.services import Services
+
+router = APIRouter()
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeBody, svc: Services = Depends(services)) -> dict[str, Any]:
+    name = body.model or svc.settings.default_model
+    runner = await svc.registry.get(name)
+    pieces = await runner.engine.tokenize(
+        body.content, add_special=body.add_special, parse_special=body.parse_special
+    )
+    tokens: list[Any]
+    if body.with_pieces:
+        tokens = [
+            {"id": p.id, "piece": p.text, "bytes": list(p.piece), "partial": p.partial}
+            for p in pieces
+        ]
+    else:
+        tokens = [p.id for p in pieces]
+    return {"model": name, "count": len(pieces), "tokens": tokens}
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeBody, svc: Services = Depends(services)) -> dict[str, Any]:
+    name = body.model or svc.settings.default_model
+    runner = await svc.registry.get(name)
+    if any(t < 0 for t in body.tokens):
+        raise Unsupported("token ids must be non-negative", param="tokens")
+    return {"model": name, "content": await runner.engine.detokenize(body.tokens)}

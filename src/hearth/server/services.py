@@ -1,0 +1,80 @@
+"""What the routes share: settings, the model registry, the call log and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from hearth.config import Settings
+from hearth.engines.registry import ModelRegistry
+from hearth.server.metrics import Metrics
+from hearth.storage.calllog import CallLog, CallRecord
+from hearth.types import Usage
+
+log = logging.getLogger("hearth.server")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: ModelRegistry
+    calllog: CallLog
+    metrics: Metrics
+
+
+@dataclass
+class Call:
+    """Timing and bookkeeping for one request, written to the call log when it ends."""
+
+    services: Services
+    model: str
+    endpoint: str
+    stream: bool
+    prefix: str = "req"
+    id: str = ""
+    created: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    first_token: float | None = None
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"{self.prefix}-{uuid.uuid4().hex[:24]}"
+
+    def mark_first_token(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+    async def finish(self, usage: Usage, status: str, error: str | None = None) -> None:
+        latency = time.perf_counter() - self.started
+        ttft = None if self.first_token is None else self.first_token - self.started
+        spec = self.services.settings.models.get(self.model)
+        cost = spec.price.cost(usage) if spec else 0.0
+        self.services.metrics.observe(
+            model=self.model,
+            endpoint=self.endpoint,
+            status=status,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            latency_s=latency,
+            ttft_s=ttft,
+        )
+        record = CallRecord(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            endpoint=self.endpoint,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            ttft_ms=None if ttft is None else ttft * 1000,
+            latency_ms=latency * 1000,
+            status=status,
+            error=error,
+            cost=cost,
+            stream=self.stream,
+        )
+        try:
+            await asyncio.to_thread(self.services.calllog.record, record)
+        except Exception:  # the answer was already given; losing a log row must not fail it
+            log.exception("could not write call log row %s", self.id)

@@ -1,0 +1,89 @@
+"""Append-only schema migrations.
+
+Each migration is ``(version, name, sql)``. ``schema_migrations`` records which versions a
+database has; :func:`migrate` applies the missing ones in order, each in its own transaction
+together with its bookkeeping row, so a crash leaves a database at a whole version.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hearth.errors import ConfigError
+from hearth.storage.db import Database
+
+# APPEND ONLY. Never edit, reorder or delete a migration that has shipped: databases in the
+# field already ran it and will not run it again. To change the schema, append a new
+# (version, name, sql) with the next version number.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "create calls",
+        """
+        CREATE TABLE calls (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            ttft_ms REAL,
+            latency_ms REAL NOT NULL,
+            status TEXT NOT NULL,
+            error TEXT,
+            cost REAL NOT NULL,
+            stream INTEGER NOT NULL
+        );
+        CREATE INDEX calls_created ON calls (created);
+        CREATE INDEX calls_model ON calls (model);
+        """,
+    ),
+]
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied REAL NOT NULL
+)
+"""
+
+
+def applied_versions(db: Database) -> list[int]:
+    db.execute(_BOOKKEEPING)
+    rows = db.query("SELECT version FROM schema_migrations ORDER BY version")
+    return [row["version"] for row in rows]
+
+
+def migrate(db: Database, migrations: list[tuple[int, str, str]] = MIGRATIONS) -> list[int]:
+    """Apply the migrations ``db`` lacks, in order; return the versions applied now."""
+    _check_order(migrations)
+    known = {version for version, _, _ in migrations}
+    applied = applied_versions(db)
+    newer = [v for v in applied if v not in known]
+    if newer:
+        raise ConfigError(
+            f"database {db.url} has schema version(s) {newer} that this hearth does not know; "
+            "it was written by a newer hearth. Upgrade hearth (pip install -U hearth)."
+        )
+    done = []
+    for version, name, sql in migrations:
+        if version in applied:
+            continue
+        with db.transaction():
+            # Re-check inside the write lock: another process may have migrated meanwhile.
+            if db.query("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
+                continue
+            db.script(sql)
+            db.execute(
+                "INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+        done.append(version)
+    return done
+
+
+def _check_order(migrations: list[tuple[int, str, str]]) -> None:
+    versions = [version for version, _, _ in migrations]
+    if versions != sorted(set(versions)) or (versions and versions[0] < 1):
+        raise ValueError(f"migration versions must be unique and increasing from 1: {versions}")

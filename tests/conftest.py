@@ -1,0 +1,110 @@
+"""Shared fixtures: a real hearth server on a free 127.0.0.1 port, in this process."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from hearth.config import Settings, load_settings
+from hearth.server import create_app
+
+FAKE_MODELS = """
+[models.fake]
+engine = "fake"
+script = ["Hello from hearth! 你好，世界。"]
+context = 256
+parallel = 2
+price = { input = 0.5, output = 1.5 }
+
+[models.fake-slow]
+engine = "fake"
+script = ["one two three four five six seven eight nine ten eleven twelve thirteen fourteen"]
+delay = 0.05
+parallel = 1
+
+[models.fake-embed]
+engine = "fake"
+embedding = true
+"""
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: Settings
+    app: Any
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def services(self) -> Any:
+        return self.app.state.services
+
+
+@contextmanager
+def serve(settings: Settings, preload: list[str] | None = None) -> Iterator[LiveServer]:
+    app = create_app(settings, preload=preload)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("hearth server did not start")
+        time.sleep(0.02)
+    httpx.get(url + "/health").raise_for_status()
+    try:
+        yield LiveServer(url, settings, app)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def make_settings(home: Path, config: str = FAKE_MODELS, **overrides: Any) -> Settings:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(config, encoding="utf-8")
+    settings = load_settings(home=home, env={})
+    return replace(settings, **overrides)
+
+
+@pytest.fixture(scope="session")
+def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path_factory.mktemp("home"), max_body_bytes=64 * 1024)
+    settings = settings.with_served(["fake", "fake-slow", "fake-embed"])
+    with serve(settings) as live:
+        yield live
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start extra servers with their own settings; all stop at the end of the test."""
+    stack: list[Any] = []
+
+    def start(config: str = FAKE_MODELS, served: list[str] | None = None, **kw: Any) -> LiveServer:
+        settings = make_settings(tmp_path / f"home{len(stack)}", config, **kw)
+        if served:
+            settings = settings.with_served(served)
+        cm = serve(settings)
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield start
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)

@@ -1,0 +1,261 @@
+"""The storage layer against real SQLite files."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sqlite3
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hearth.errors import ConfigError
+from hearth.storage.calllog import CallLog, CallRecord, UsageRow, open_calllog
+from hearth.storage.db import SQLiteDatabase, connect
+from hearth.storage.migrations import MIGRATIONS, applied_versions, migrate
+
+
+def utc(day: str, hour: int = 12) -> float:
+    d = datetime.date.fromisoformat(day)
+    return datetime.datetime.combine(d, datetime.time(hour), datetime.UTC).timestamp()
+
+
+def call(id: str, **kw: Any) -> CallRecord:
+    base = CallRecord(
+        id=id,
+        created=utc("2024-05-01"),
+        model="qwen",
+        endpoint="chat.completions",
+        prompt_tokens=10,
+        completion_tokens=5,
+        ttft_ms=12.5,
+        latency_ms=80.0,
+        status="ok",
+        error=None,
+        cost=0.25,
+        stream=True,
+    )
+    return replace(base, **kw)
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/nested/dir/hearth.db"
+
+
+@pytest.fixture
+def log(url: str) -> Iterator[CallLog]:
+    log = open_calllog(url)
+    yield log
+    log.db.close()
+
+
+def test_migrate_is_idempotent_and_records_versions(url: str) -> None:
+    db = connect(url)
+    assert migrate(db) == [v for v, _, _ in MIGRATIONS]
+    assert migrate(db) == []
+    assert applied_versions(db) == [v for v, _, _ in MIGRATIONS]
+    names = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"calls_created", "calls_model"} <= names
+    db.close()
+    # A fresh process sees the same versions and has nothing to do.
+    again = connect(url)
+    assert migrate(again) == []
+    again.close()
+
+
+def test_migrate_appends_new_versions_in_order(url: str) -> None:
+    db = connect(url)
+    migrate(db)
+    extra = [*MIGRATIONS, (len(MIGRATIONS) + 1, "add notes", "CREATE TABLE notes (x TEXT);")]
+    assert migrate(db, extra) == [len(MIGRATIONS) + 1]
+    assert db.query("SELECT count(*) AS n FROM notes") == [{"n": 0}]
+    # The code that knows fewer versions refuses a database written by newer code.
+    with pytest.raises(ConfigError, match="newer hearth"):
+        migrate(db)
+    db.close()
+
+
+def test_failed_migration_leaves_nothing_behind(url: str) -> None:
+    db = connect(url)
+    migrate(db)
+    bad = [*MIGRATIONS, (99, "half", "CREATE TABLE half (x TEXT); INSERT INTO nope VALUES (1);")]
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db, bad)
+    assert db.query("SELECT name FROM sqlite_master WHERE name = 'half'") == []
+    assert 99 not in applied_versions(db)
+    db.close()
+
+
+def test_record_get_round_trip(log: CallLog) -> None:
+    rec = call("chatcmpl-1")
+    failed = call("chatcmpl-2", status="error", error="boom", ttft_ms=None, stream=False)
+    log.record(rec)
+    log.record(failed)
+    assert log.get("chatcmpl-1") == rec
+    assert log.get("chatcmpl-2") == failed
+    assert log.get("missing") is None
+
+
+def test_duplicate_id_raises(log: CallLog) -> None:
+    log.record(call("chatcmpl-1"))
+    with pytest.raises(sqlite3.IntegrityError):
+        log.record(call("chatcmpl-1", model="other"))
+    assert log.get("chatcmpl-1") == call("chatcmpl-1")
+
+
+def test_unknown_status_is_refused(log: CallLog) -> None:
+    with pytest.raises(ValueError, match="status"):
+        log.record(call("x", status="fine"))
+
+
+def test_recent_is_newest_first(log: CallLog) -> None:
+    for i in range(5):
+        log.record(call(f"c{i}", created=utc("2024-05-01") + i))
+    assert [r.id for r in log.recent(3)] == ["c4", "c3", "c2"]
+
+
+def test_usage_groups_by_utc_day_and_model(log: CallLog) -> None:
+    log.record(call("a", created=utc("2024-05-01", 0), model="qwen"))
+    log.record(call("b", created=utc("2024-05-01", 23), model="qwen", status="error"))
+    log.record(call("c", created=utc("2024-05-01"), model="llama", cost=1.0))
+    log.record(call("d", created=utc("2024-05-02", 0), model="qwen", status="cancelled"))
+    log.record(call("e", created=utc("2024-04-30", 23), model="qwen"))
+
+    rows = log.usage()
+    assert [(r.day, r.model, r.calls) for r in rows] == [
+        ("2024-04-30", "qwen", 1),
+        ("2024-05-01", "llama", 1),
+        ("2024-05-01", "qwen", 2),
+        ("2024-05-02", "qwen", 1),
+    ]
+    assert rows[2] == UsageRow(
+        day="2024-05-01",
+        model="qwen",
+        calls=2,
+        errors=1,
+        prompt_tokens=20,
+        completion_tokens=10,
+        total_tokens=30,
+        cost=0.5,
+    )
+    assert rows[3].errors == 0  # cancelled is not an error
+
+    since = log.usage(since=datetime.date(2024, 5, 1))
+    assert [(r.day, r.model) for r in since] == [
+        ("2024-05-01", "llama"),
+        ("2024-05-01", "qwen"),
+        ("2024-05-02", "qwen"),
+    ]
+    assert log.usage(since=datetime.date(2024, 6, 1)) == []
+
+
+def test_wal_mode_and_pragmas(url: str) -> None:
+    db = connect(url)
+    assert db.query("PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+    assert db.query("PRAGMA busy_timeout") == [{"timeout": 5000}]
+    assert db.query("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
+    db.close()
+    # WAL is stored in the file: a plain sqlite3 connection sees it too.
+    assert isinstance(db, SQLiteDatabase)
+    raw = sqlite3.connect(db.path)
+    assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+
+
+def test_concurrent_writes_from_threads_all_land(log: CallLog) -> None:
+    threads_n, per_thread = 8, 50
+    start = threading.Barrier(threads_n)
+
+    def write(t: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            log.record(call(f"t{t}-{i}"))
+            # Reads interleaved with writes on the same connection must not break either.
+            assert log.get(f"t{t}-{i}") is not None
+
+    with ThreadPoolExecutor(threads_n) as pool:
+        for future in [pool.submit(write, t) for t in range(threads_n)]:
+            future.result()  # re-raises a thread's error here
+    assert log.db.query("SELECT count(*) AS n FROM calls") == [{"n": threads_n * per_thread}]
+
+
+def test_writes_through_asyncio_to_thread(log: CallLog) -> None:
+    # How the server writes: from the event loop, off to the default thread pool.
+    async def main() -> None:
+        await asyncio.gather(*(asyncio.to_thread(log.record, call(f"a{i}")) for i in range(64)))
+
+    asyncio.run(main())
+    assert log.db.query("SELECT count(*) AS n FROM calls") == [{"n": 64}]
+
+
+def test_rows_are_committed_when_record_returns(url: str) -> None:
+    log = open_calllog(url)
+    log.record(call("durable"))
+    # A second Database (and a raw sqlite3 connection) while the first is still open: what
+    # another process would see if this one died right now.
+    other = CallLog(connect(url))
+    assert other.get("durable") == call("durable")
+    raw = sqlite3.connect(SQLiteDatabase(url).path)
+    assert raw.execute("SELECT id FROM calls").fetchall() == [("durable",)]
+    raw.close()
+    other.db.close()
+    log.db.close()
+
+
+def test_transaction_rolls_back_and_nests(url: str) -> None:
+    db = connect(url)
+    db.execute("CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), db.transaction():
+        db.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError
+    with db.transaction():
+        db.execute("INSERT INTO t VALUES (2)")
+        with pytest.raises(RuntimeError), db.transaction():
+            db.execute("INSERT INTO t VALUES (3)")
+            raise RuntimeError
+    assert db.query("SELECT x FROM t") == [{"x": 2}]
+    db.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        db.query("SELECT 1")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["postgresql://user@localhost/hearth", "postgres://localhost/db", "mysql://x/y", "hearth.db"],
+)
+def test_unsupported_url_scheme_is_a_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        connect(bad)
+
+
+def test_postgres_message_says_when() -> None:
+    with pytest.raises(ConfigError, match="knowledge-base"):
+        connect("postgresql://localhost/hearth")
+
+
+@pytest.mark.parametrize("bad", ["sqlite://relative.db", "sqlite:///:memory:", "sqlite://"])
+def test_sqlite_url_needs_an_absolute_file(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        connect(bad)
+
+
+def test_four_slash_url_from_settings_is_the_same_file(tmp_path: Path) -> None:
+    # Settings.db_url builds f"sqlite:///{home / 'hearth.db'}", i.e. four slashes.
+    three = SQLiteDatabase(f"sqlite://{tmp_path}/h.db")
+    four = SQLiteDatabase(f"sqlite:///{tmp_path}/h.db")
+    assert three.path == four.path == tmp_path / "h.db"
+    three.close()
+    four.close()
+
+
+def test_unopenable_file_is_a_config_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match="cannot open"):
+        connect(f"sqlite://{junk}")
