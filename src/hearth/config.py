@@ -35,7 +35,7 @@ class ModelSpec:
     parallel: int = 4
     threads: int = 0  # 0: all cores
     sampling: dict[str, float] = field(default_factory=dict)
-    price: Price = Price()
+    price: Price = field(default_factory=Price)
     embedding: bool = False  # serves /v1/embeddings rather than chat
     script: tuple[str, ...] = ()  # fake engine: replies, used in turn
     delay: float = 0.0  # fake engine: seconds between tokens
@@ -107,7 +107,7 @@ class Settings:
             if name not in self.models:
                 raise ConfigError(
                     f"Unknown model '{name}'. Known models: {', '.join(self.models)}. "
-                    f"Add it to {self.home / 'config.toml'} under [models.\"{name}\"]."
+                    f'Add it to {self.home / "config.toml"} under [models."{name}"].'
                 )
         default = names[0] if names else self.default_model
         return replace(self, served=tuple(names), default_model=default)
@@ -179,12 +179,12 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
     unknown = set(raw) - _MODEL_KEYS
     if unknown:
         raise ConfigError(
-            f"[models.\"{name}\"] has unknown keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}"
+            f'[models."{name}"] has unknown keys {sorted(unknown)}; known: {sorted(_MODEL_KEYS)}'
         )
     base = BUILTIN_MODELS.get(name)
     engine = raw.get("engine", base.engine if base else None)
     if engine not in ENGINES:
-        raise ConfigError(f"[models.\"{name}\"] engine must be one of {ENGINES}, got {engine!r}")
+        raise ConfigError(f'[models."{name}"] engine must be one of {ENGINES}, got {engine!r}')
     fields: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("price", "script")}
     if "price" in raw:
         p = raw["price"]
@@ -195,14 +195,14 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         path = Path(str(raw["path"])).expanduser()
         fields["path"] = str(path if path.is_absolute() else home / path)
     if engine == "llamacpp" and not (fields.get("path") or (base and base.bundled)):
-        raise ConfigError(f"[models.\"{name}\"] needs path = \"/path/to/model.gguf\"")
+        raise ConfigError(f'[models."{name}"] needs path = "/path/to/model.gguf"')
     if engine == "remote" and not fields.get("url"):
-        raise ConfigError(f"[models.\"{name}\"] needs url = \"http://host:port/v1\"")
+        raise ConfigError(f'[models."{name}"] needs url = "http://host:port/v1"')
     spec = base if base else ModelSpec(name=name, engine=engine)
     try:
         return replace(spec, **fields)
     except TypeError as e:
-        raise ConfigError(f"[models.\"{name}\"]: {e}") from e
+        raise ConfigError(f'[models."{name}"]: {e}') from e
 
 
 def _int(value: str, what: str) -> int:

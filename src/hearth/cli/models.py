@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -17,7 +18,7 @@ console = Console()
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List registered models: engine, context, slots, prices and where the file is."""
     settings = load_settings()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, spec in settings.models.items():
         path = spec.path
         if not path and spec.bundled in BUNDLED:

@@ -106,7 +106,11 @@ class FakeEngine:
                     if self.spec.delay:
                         await asyncio.sleep(self.spec.delay)
                     completion += 1
-                    lp = [TokenLogprob(piece.text, -0.5, list(piece.piece))] if params.logprobs else None
+                    lp = (
+                        [TokenLogprob(piece.text, -0.5, list(piece.piece))]
+                        if params.logprobs
+                        else None
+                    )
                     yield Chunk(index=index, text=piece.text, logprobs=lp)
                 yield Chunk(index=index, finish_reason=finish)
             yield Chunk(usage=Usage(prompt_tokens, completion))

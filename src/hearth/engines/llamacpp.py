@@ -253,7 +253,11 @@ def _chunks(data: dict[str, Any], index: int) -> list[Chunk]:
             text = (choice.get("delta") or {}).get("content") or ""
         lp = _logprobs(choice.get("logprobs"))
         if text or lp or choice.get("finish_reason"):
-            out.append(Chunk(index=index, text=text, finish_reason=choice.get("finish_reason"), logprobs=lp))
+            out.append(
+                Chunk(
+                    index=index, text=text, finish_reason=choice.get("finish_reason"), logprobs=lp
+                )
+            )
     usage = data.get("usage")
     if usage:
         out.append(Chunk(usage=Usage(usage["prompt_tokens"], usage["completion_tokens"])))
@@ -269,7 +273,8 @@ def _logprobs(raw: dict[str, Any] | None) -> list[TokenLogprob] | None:
             logprob=t["logprob"],
             bytes=t.get("bytes"),
             top=tuple(
-                TopLogprob(x["token"], x["logprob"], x.get("bytes")) for x in t.get("top_logprobs", [])
+                TopLogprob(x["token"], x["logprob"], x.get("bytes"))
+                for x in t.get("top_logprobs", [])
             ),
         )
         for t in raw["content"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 from hearth.config import ModelSpec, Settings
 from hearth.engines.base import Engine
 from hearth.engines.runner import Runner
-from hearth.errors import ModelNotFound
+from hearth.errors import ConfigError, ModelNotFound
 from hearth.hub import bundled
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class ModelRegistry:
         self.settings = settings
         self._runners: dict[str, Runner] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._pinned: set[str] = set()  # tokenizers that remote engines hold on to
 
     def names(self) -> list[str]:
         return self.settings.served_models()
@@ -53,17 +54,20 @@ class ModelRegistry:
     def loaded(self) -> list[Runner]:
         return list(self._runners.values())
 
-    async def get(self, name: str) -> Runner:
+    async def get(self, name: str, *, served_only: bool = True) -> Runner:
         runner = self._runners.get(name)
         if runner is not None:
             return runner
-        spec = self.spec(name)
+        spec = self.spec(name) if served_only else self.settings.models[name]
         async with self._locks.setdefault(name, asyncio.Lock()):
             if name in self._runners:
                 return self._runners[name]
             await self._make_room()
             spec = await asyncio.to_thread(resolve, spec, self.settings)
-            engine: Engine = engine_class(spec.engine)(spec)
+            extra = {}
+            if spec.engine == "remote" and spec.tokenizer:
+                extra["tokenizer"] = (await self._tokenizer(spec)).engine
+            engine: Engine = engine_class(spec.engine)(spec, **extra)
             log.info("loading model %s (%s)", name, spec.engine)
             await engine.start()
             runner = Runner(
@@ -75,9 +79,20 @@ class ModelRegistry:
             self._runners[name] = runner
             return runner
 
+    async def _tokenizer(self, spec: ModelSpec) -> Runner:
+        name = spec.tokenizer or ""
+        if name not in self.settings.models or name == spec.name:
+            raise ConfigError(
+                f"model '{spec.name}' names tokenizer '{name}', which is not a registered model"
+            )
+        self._pinned.add(name)
+        return await self.get(name, served_only=False)
+
     async def _make_room(self) -> None:
         while len(self._runners) >= self.settings.max_loaded:
-            idle = [r for r in self._runners.values() if not r.busy]
+            idle = [
+                r for r in self._runners.values() if not r.busy and r.spec.name not in self._pinned
+            ]
             if not idle:
                 return  # everything is busy: go over the limit rather than fail a request
             victim = min(idle, key=lambda r: r.last_used)

@@ -15,9 +15,7 @@ from hearth.types import Chunk
 
 
 class Runner:
-    def __init__(
-        self, spec: ModelSpec, engine: Engine, *, queue_size: int, timeout: float
-    ) -> None:
+    def __init__(self, spec: ModelSpec, engine: Engine, *, queue_size: int, timeout: float) -> None:
         self.spec = spec
         self.engine = engine
         self.slots = max(1, spec.parallel)

