@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
@@ -39,6 +40,10 @@ class FakeEngine:
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+        # Like the real engines: an embedding model does not chat, a chat model does not embed.
+        self.capabilities = replace(
+            self.capabilities, chat=not spec.embedding, embeddings=spec.embedding
+        )
         self.context_length = spec.context
         self._script = itertools.cycle(spec.script) if spec.script else None
         self._vocab: dict[int, str] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import time
 import logging
 from dataclasses import replace
 
@@ -57,6 +58,7 @@ class ModelRegistry:
     async def get(self, name: str, *, served_only: bool = True) -> Runner:
         runner = self._runners.get(name)
         if runner is not None:
+            runner.last_used = time.monotonic()
             return runner
         spec = self.spec(name) if served_only else self.settings.models[name]
         async with self._locks.setdefault(name, asyncio.Lock()):
