@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import time
 import logging
+import time
 from dataclasses import replace
 
 from hearth.config import ModelSpec, Settings
