@@ -73,7 +73,9 @@ class ServerProcess:
         assert self.proc is not None, "server not started"
         return self.proc.pid
 
-    def wait_ready(self, url: str, ready: Callable[[httpx.Response], bool], timeout: float) -> float:
+    def wait_ready(
+        self, url: str, ready: Callable[[httpx.Response], bool], timeout: float
+    ) -> float:
         """Poll ``url`` until ``ready(response)``; return the seconds it took."""
         assert self.proc is not None, "server not started"
         start = time.perf_counter()

@@ -42,9 +42,12 @@ def test_invalid_json_body(http: httpx.Client, raw: bytes) -> None:
     assert error["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("body", [[1, 2], "hello", 42, None])
-def test_body_that_is_not_an_object(http: httpx.Client, body: Any) -> None:
-    error = assert_openai_error(http.post("/chat/completions", json=body), 400, "invalid_request")
+@pytest.mark.parametrize("raw", [b"[1, 2]", b'"hello"', b"42", b"null"])
+def test_body_that_is_not_an_object(http: httpx.Client, raw: bytes) -> None:
+    resp = http.post(
+        "/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    error = assert_openai_error(resp, 400, "invalid_request")
     assert "JSON object" in error["message"]
 
 
