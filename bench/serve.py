@@ -34,11 +34,15 @@ import gc
 import os
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from openai import AsyncOpenAI
+from rich.console import Console
+from rich.table import Table
+
 from _common import (
     ServerProcess,
     free_port,
@@ -49,10 +53,6 @@ from _common import (
     version_of,
     write_json,
 )
-from openai import AsyncOpenAI
-from rich.console import Console
-from rich.table import Table
-
 from hearth.config import DEFAULT_MODEL, ModelSpec, load_settings
 from hearth.engines.llamacpp import LlamaCppEngine
 from hearth.engines.registry import resolve
@@ -148,23 +148,24 @@ def inprocess_single(spec: ModelSpec, payload: dict[str, Any], repeats: int) -> 
     # Built by hearth's own loader so n_parallel, n_ctx and threads match the server exactly.
     server = engine._load()
     try:
-
-        def once() -> Sample:
-            sample = Sample(sent=time.perf_counter())
-
-            def on_chunk(chunk: dict[str, Any]) -> bool:
-                see_chunk(sample, chunk, time.perf_counter())
-                return False  # keep going
-
-            server.handle_chat_completions(payload, on_chunk)
-            return sample
-
-        once()  # warm-up
-        return [once() for _ in range(repeats)]
+        inprocess_once(server, payload)  # warm-up
+        return [inprocess_once(server, payload) for _ in range(repeats)]
     finally:
+        # Free the model before the next server starts: one at a time.
         del server
         engine._pool.shutdown(wait=False)
         gc.collect()
+
+
+def inprocess_once(server: Any, payload: dict[str, Any]) -> Sample:
+    sample = Sample(sent=time.perf_counter())
+
+    def on_chunk(chunk: dict[str, Any]) -> bool:
+        see_chunk(sample, chunk, time.perf_counter())
+        return False  # keep generating
+
+    server.handle_chat_completions(payload, on_chunk)
+    return sample
 
 
 def hearth_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str]]:

@@ -142,7 +142,7 @@ def test_chat_streams_keeps_history_and_resets(home: Path) -> None:
 @pytest.mark.slow
 def test_make_serve_quickstart_on_default_model(tmp_path: Path) -> None:
     """What `make serve` runs: the default model answers the README's curl quickstart."""
-    with hearth_serve(tmp_path) as (url, proc):
+    with hearth_serve(tmp_path) as (url, _proc):
         body = {
             "model": "qwen2.5-0.5b-instruct",
             "messages": [{"role": "user", "content": "中国的首都是哪里?"}],

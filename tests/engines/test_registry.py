@@ -3,10 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import make_settings
 
 from hearth.engines.registry import ModelRegistry
 from hearth.errors import ModelNotFound
+from tests.conftest import make_settings
 
 
 async def test_loads_on_first_use_and_unloads_least_recently_used(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+
 from tests.conftest import FAKE_MODELS, LiveServer
 
 

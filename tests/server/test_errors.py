@@ -35,11 +35,17 @@ def http(fake_server: LiveServer) -> Iterator[httpx.Client]:
 # -- the body is not a request at all ---------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b'{"model": "fake",'])
+@pytest.mark.parametrize("raw", [b"{not json", b'{"model": "fake",', b"\xff\xfe"])
 def test_invalid_json_body(http: httpx.Client, raw: bytes) -> None:
     resp = http.post("/chat/completions", content=raw, headers={"content-type": "application/json"})
     error = assert_openai_error(resp, 400, "invalid_request")
     assert error["type"] == "invalid_request_error"
+    assert "not valid JSON" in error["message"]
+
+
+def test_empty_body(http: httpx.Client) -> None:
+    resp = http.post("/chat/completions", headers={"content-type": "application/json"})
+    assert_openai_error(resp, 400, "invalid_request")
 
 
 @pytest.mark.parametrize("raw", [b"[1, 2]", b'"hello"', b"42", b"null"])

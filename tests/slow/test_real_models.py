@@ -14,9 +14,9 @@ import numpy as np
 import openai
 import pytest
 from gguf import GGUFReader
-from tests.conftest import LiveServer, make_settings, serve
 
 from hearth.hub import bundled
+from tests.conftest import LiveServer, make_settings, serve
 
 pytestmark = pytest.mark.slow
 
