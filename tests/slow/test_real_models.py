@@ -243,3 +243,18 @@ def test_models_file_is_verified_once(real: LiveServer) -> None:
     assert path.is_file() and path.stat().st_size == 491400064
     marker = path.with_suffix(path.suffix + ".sha256")
     assert marker.read_text().strip() == bundled.BUNDLED[QWEN].sha256
+
+
+def test_tokens_count_endpoint_matches_usage(real: LiveServer, client: openai.OpenAI) -> None:
+    messages = [
+        {"role": "system", "content": "你是一个乐于助人的助手。"},
+        {"role": "user", "content": "用一句话介绍杭州。"},
+    ]
+    r = client.chat.completions.create(model=QWEN, messages=messages, max_tokens=5)
+    counted = httpx.post(
+        real.base_url + "/tokens/count", json={"model": QWEN, "messages": messages}
+    )
+    assert counted.status_code == 200
+    assert r.usage is not None and counted.json()["count"] == r.usage.prompt_tokens
+    text = httpx.post(real.base_url + "/tokens/count", json={"model": QWEN, "input": "你好，世界"})
+    assert text.json() == {"object": "tokens.count", "model": QWEN, "kind": "text", "count": 3}

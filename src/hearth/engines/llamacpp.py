@@ -99,7 +99,7 @@ class LlamaCppEngine:
         resp = await self._http.post(path, json=body)
         data: dict[str, Any] = resp.json()
         if resp.status_code != 200:
-            raise EngineError(f"llama.cpp {path} failed: {data}")
+            raise _error(data.get("error") or {"message": str(data), "code": resp.status_code})
         return data
 
     async def tokenize(

@@ -176,3 +176,19 @@ class TokenizeBody(_Body):
 class DetokenizeBody(_Body):
     model: str | None = None
     tokens: list[int]
+
+
+class TokenCountBody(_Body):
+    """Either ``input`` (plain text) or ``messages`` (a chat request, counted as usage)."""
+
+    model: str | None = None
+    input: str | None = None
+    messages: list[WireMessage] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TokenCountBody:
+        if (self.input is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'input' (text) or 'messages' (chat)")
+        if self.messages is not None and not self.messages:
+            raise ValueError("messages must not be empty")
+        return self

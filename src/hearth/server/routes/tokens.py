@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from hearth.errors import Unsupported
-from hearth.server.protocol import DetokenizeBody, TokenizeBody
+from hearth.engines.base import count_chat_tokens
+from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 
@@ -37,3 +38,15 @@ async def detokenize(body: DetokenizeBody, svc: Services = Depends(services)) ->
     if any(t < 0 for t in body.tokens):
         raise Unsupported("token ids must be non-negative", param="tokens")
     return {"model": name, "content": await runner.engine.detokenize(body.tokens)}
+
+
+@router.post("/v1/tokens/count")
+async def count_tokens(body: TokenCountBody, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Tokens of a text, or of a chat request exactly as usage.prompt_tokens counts it."""
+    name = body.model or svc.settings.default_model
+    engine = (await svc.registry.get(name)).engine
+    if body.messages is not None:
+        count = await count_chat_tokens(engine, [m.to_domain() for m in body.messages])
+        return {"object": "tokens.count", "model": name, "kind": "chat", "count": count}
+    count = len(await engine.tokenize(body.input or "", add_special=False))
+    return {"object": "tokens.count", "model": name, "kind": "text", "count": count}
