@@ -4,8 +4,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from hearth.errors import Unsupported
 from hearth.engines.base import count_chat_tokens
+from hearth.errors import Unsupported
 from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
