@@ -34,6 +34,7 @@ import gc
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,10 @@ GOALS = {
     "peer_ratio": 1.3,  # hearth / peer aggregate tokens/s, at least
     "peer_ttft_p95_ratio": 0.2,  # hearth / peer TTFT p95, at most
 }
-console = Console()
+FULL = {"max_tokens": 64, "repeats": 5, "rounds": 3}
+QUICK = {"max_tokens": 16, "repeats": 2, "rounds": 1}
+# Piped output would otherwise be cut to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 # -- one request --------------------------------------------------------------------------
@@ -199,7 +203,7 @@ def run_hearth(args: argparse.Namespace, sampling: dict[str, Any]) -> dict[str, 
     return {"load_s": round(load_s, 2), **figures, "rss_mib": rss}
 
 
-def _loaded(model: str) -> Any:
+def _loaded(model: str) -> Callable[[httpx.Response], bool]:
     def ready(resp: httpx.Response) -> bool:
         return any(m.get("id") == model and m.get("loaded") for m in resp.json()["models"])
 
@@ -241,7 +245,7 @@ async def measure(
     sampling: dict[str, Any],
     *,
     single: bool,
-    after_warmup: Any,
+    after_warmup: Callable[[], None],
 ) -> dict[str, Any]:
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=args.timeout)
     out: dict[str, Any] = {}
@@ -255,6 +259,11 @@ async def measure(
                 for _ in range(args.repeats)
             ]
             out["single"] = summarise_single(samples, args.max_tokens)
+        # The same prompt comes again and again, so llama.cpp serves it from its prompt
+        # cache, but only in a slot that has seen it. One unmeasured round of full-length
+        # answers fills every slot (a short round would not: finished requests free their
+        # slot for the next), so the rounds below measure a server in its steady state.
+        await concurrent_round(client, args, sampling)
         rounds = []
         for n in range(args.rounds):
             console.print(f"  {args.clients} concurrent clients, round {n + 1}/{args.rounds}")
@@ -344,7 +353,9 @@ def _status(ok: bool | None) -> str:
     return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
 
 
-def goals(inproc: dict[str, Any], hearth: dict[str, Any], peer: dict[str, Any] | None) -> dict:
+def goals(
+    inproc: dict[str, Any], hearth: dict[str, Any], peer: dict[str, Any] | None
+) -> dict[str, Any]:
     single, conc = hearth["single"], hearth["concurrent"]
     peer_conc = peer["concurrent"] if peer else {}
     single_ratio = _ratio(single["decode_tok_s"], inproc["decode_tok_s"])
@@ -506,11 +517,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_peer = ROOT / ".cache" / "peer" / "bin" / "python"
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a bundled llama.cpp model")
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5, help="single-stream requests per engine")
-    ap.add_argument("--clients", type=int, default=8, help="concurrent streaming clients")
-    ap.add_argument("--rounds", type=int, default=3, help="concurrent rounds per server")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 16 tokens, 2 repeats, 1 round")
+    ap.add_argument("--max-tokens", type=int, help="tokens per answer (64; quick: 16)")
+    ap.add_argument("--repeats", type=int, help="single-stream requests per engine (5; quick: 2)")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent streaming clients (8)")
+    ap.add_argument("--rounds", type=int, help="concurrent rounds per server (3; quick: 1)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: the quick defaults above")
     ap.add_argument(
         "--peer-python",
         type=Path,
@@ -527,8 +538,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per load or request")
     ap.add_argument("--out", default="serve.json", help="file name under bench/results/")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.max_tokens, args.repeats, args.rounds = 16, 2, 1
+    defaults = QUICK if args.quick else FULL
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.home = args.home.expanduser().resolve()
     return args
 
