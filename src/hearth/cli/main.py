@@ -21,8 +21,10 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from hearth.cli import chat, models, serve, usage
+    from hearth.cli import chat, estimate, models, serve, usage
 
+    models.app.command("estimate")(estimate.estimate)
+    models.app.command("info")(estimate.info)
     app.command("serve")(serve.serve)
     app.command("chat")(chat.chat)
     app.command("usage")(usage.usage)
