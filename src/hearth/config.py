@@ -1,6 +1,7 @@
 """Settings: one typed object built at start-up and passed explicitly.
 
-Sources, later ones winning: built-in defaults, ``$HEARTH_HOME/config.toml``, environment
+Sources, later ones winning: built-in defaults, ``$HEARTH_HOME/models.toml`` (written by
+``hearth models pull``), ``$HEARTH_HOME/config.toml``, environment
 variables (``HEARTH_HOME``, ``HEARTH_HOST``, ``HEARTH_PORT``, ``HEARTH_MODEL``), then
 command-line flags applied by the caller with :func:`dataclasses.replace`.
 """
@@ -119,7 +120,11 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
     data = _read_toml(home / "config.toml")
     server = data.get("server", {})
     models = dict(BUILTIN_MODELS)
-    for name, raw in data.get("models", {}).items():
+    # models.toml holds what `hearth models pull` registered; config.toml wins on a clash.
+    pulled = _read_toml(home / "models.toml").get("models", {})
+    configured = data.get("models", {})
+    for name in {**pulled, **configured}:
+        raw = {**pulled.get(name, {}), **configured.get(name, {})}
         models[name] = _model_spec(name, raw, home)
     kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
     settings = Settings(home=home, models=models, **kwargs)

@@ -21,8 +21,9 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from hearth.cli import chat, estimate, models, serve, usage
+    from hearth.cli import chat, estimate, models, pull, serve, usage
 
+    models.app.command("pull")(pull.pull)
     models.app.command("estimate")(estimate.estimate)
     models.app.command("info")(estimate.info)
     app.command("serve")(serve.serve)
