@@ -41,7 +41,8 @@ class ContextLengthExceeded(UserError):
         extra = f" plus max_tokens={max_tokens}" if max_tokens else ""
         super().__init__(
             f"This model's maximum context length is {limit} tokens, but the prompt has "
-            f"{prompt_tokens} tokens{extra}. Shorten the messages or lower max_tokens.",
+            f"{prompt_tokens} tokens{extra}. Shorten the input"
+            + (" or lower max_tokens." if max_tokens else "."),
             param="messages",
         )
         self.prompt_tokens = prompt_tokens

@@ -50,9 +50,7 @@ def test_empty_body(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize("raw", [b"[1, 2]", b'"hello"', b"42", b"null"])
 def test_body_that_is_not_an_object(http: httpx.Client, raw: bytes) -> None:
-    resp = http.post(
-        "/chat/completions", content=raw, headers={"content-type": "application/json"}
-    )
+    resp = http.post("/chat/completions", content=raw, headers={"content-type": "application/json"})
     error = assert_openai_error(resp, 400, "invalid_request")
     assert "JSON object" in error["message"]
 

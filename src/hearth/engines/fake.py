@@ -13,7 +13,8 @@ import itertools
 import json
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 
 from hearth.config import ModelSpec
@@ -85,16 +86,21 @@ class FakeEngine:
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         prompt = await self.render_chat(request.messages)
         users = [m.content for m in request.messages if m.role == "user"]
-        async for chunk in self._generate(prompt, users[-1] if users else "", request.params):
-            yield chunk
+        # aclosing: closing this stream closes the generation now, not when it is collected.
+        last = users[-1] if users else ""
+        async with aclosing(self._generate(prompt, last, request.params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
-        async for chunk in self._generate(request.prompt, request.prompt, request.params):
-            yield chunk
+        prompt = request.prompt
+        async with aclosing(self._generate(prompt, prompt, request.params)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _generate(
         self, prompt: str, last: str, params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         prompt_tokens = len(self._ids(prompt))
         if prompt_tokens > self.context_length:
             raise ContextLengthExceeded(prompt_tokens, self.context_length)

@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -149,12 +150,14 @@ class LlamaCppEngine:
         streams = [self._one(kind, payload, index) for index in range(params.n)]
         prompt_tokens = 0
         completion_tokens = 0
-        async for chunk in _merge(streams):
-            if chunk.usage is not None:
-                prompt_tokens = chunk.usage.prompt_tokens
-                completion_tokens += chunk.usage.completion_tokens
-                continue
-            yield chunk
+        # aclosing: a closed stream must reach llama.cpp now, not when it is collected.
+        async with aclosing(_merge(streams)) as merged:
+            async for chunk in merged:
+                if chunk.usage is not None:
+                    prompt_tokens = chunk.usage.prompt_tokens
+                    completion_tokens += chunk.usage.completion_tokens
+                    continue
+                yield chunk
         yield Chunk(usage=Usage(prompt_tokens, completion_tokens))
 
     def _sampling(self, params: GenerationParams) -> dict[str, Any]:
@@ -289,7 +292,7 @@ def _error(err: dict[str, Any]) -> Exception:
     return EngineError(f"llama.cpp: {err.get('message', err)}")
 
 
-async def _merge(streams: list[AsyncGenerator[Chunk, None]]) -> AsyncIterator[Chunk]:
+async def _merge(streams: list[AsyncGenerator[Chunk, None]]) -> AsyncGenerator[Chunk, None]:
     """Interleave several chunk streams as their chunks arrive."""
     if len(streams) == 1:
         try:

@@ -56,7 +56,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     if first.get("type") == "json_invalid":
         return "The request body is not valid JSON: " + str(first.get("msg", "")), None
     if not loc and first.get("type") in ("model_attributes_type", "dict_type"):
-        return "The request body must be a JSON object", None
+        return (
+            "The request body must be a JSON object, sent with Content-Type: application/json",
+            None,
+        )
     param = ".".join(loc) or None
     msg = str(first.get("msg", "invalid value"))
     where = f"'{param}'" if param else "body"

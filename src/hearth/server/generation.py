@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth.engines.base import Engine, count_chat_tokens
 from hearth.engines.runner import Runner
-from hearth.errors import HearthError, Unsupported
+from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
 from hearth.server.errors import error_body
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
@@ -71,7 +73,8 @@ async def generate(
     *,
     stream: bool,
     include_usage: bool | None,
-) -> JSONResponse | StreamingResponse:
+    http: Request,
+) -> JSONResponse | StreamingResponse | Response:
     kind = "chat" if isinstance(request, ChatRequest) else "completion"
     call = Call(
         services,
@@ -102,9 +105,11 @@ async def generate(
     except HearthError as e:
         await chunks.aclose()
         await call.finish(Usage(), "error", e.message)
+        if isinstance(e, ContextLengthExceeded):
+            e.param = "messages" if kind == "chat" else "prompt"
         raise
     if not stream:
-        return await _whole(call, renderer, first, chunks)
+        return await _whole(call, renderer, engine, request, first, chunks, http)
     return StreamingResponse(
         _events(call, renderer, engine, request, first, chunks, include_usage),
         media_type="text/event-stream",
@@ -113,17 +118,41 @@ async def generate(
 
 
 async def _whole(
-    call: Call, r: Renderer, first: Chunk | None, chunks: AsyncGenerator[Chunk, None]
-) -> JSONResponse:
-    try:
+    call: Call,
+    r: Renderer,
+    engine: Engine,
+    request: ChatRequest | CompletionRequest,
+    first: Chunk | None,
+    chunks: AsyncGenerator[Chunk, None],
+    http: Request,
+) -> JSONResponse | Response:
+    async def collect() -> None:
         if first is not None:
             r.add(first)
             async for chunk in chunks:
                 r.add(chunk)
+
+    async def client_gone() -> None:
+        # The body is already read, so the next message is the disconnect (or never comes).
+        while (await http.receive())["type"] != "http.disconnect":
+            pass
+
+    work = asyncio.create_task(collect())
+    watch = asyncio.create_task(client_gone())
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            await chunks.aclose()
+            await call.finish(await _usage_so_far(engine, request, r), "cancelled")
+            return Response(status_code=499)  # nobody is listening; nginx's "client closed"
+        work.result()
     except HearthError as e:
         await call.finish(r.usage or Usage(), "error", e.message)
         raise
     finally:
+        watch.cancel()
         await chunks.aclose()
     await call.finish(r.usage or Usage(), "ok")
     return JSONResponse(r.whole())
@@ -142,20 +171,24 @@ async def _events(
     try:
         for data in r.opening():
             yield _sse(data)
-        pending = first
-        while pending is not None:
-            chunk, pending = pending, await anext(chunks, None)
+        chunk = first
+        while chunk is not None:
             r.add(chunk)
-            if chunk.usage is not None:
-                continue
-            if chunk.text:
-                call.mark_first_token()
-            data = r.stream_chunk(chunk)
-            if include_usage is None and pending is not None and pending.usage is not None:
-                # Default: usage rides on the last choice chunk, so clients that read
-                # choices[0] of every chunk keep working and still get exact counts.
-                data["usage"] = usage_json(pending.usage)
-            yield _sse(data)
+            following: Chunk | None = None
+            peeked = False
+            if chunk.usage is None:
+                if chunk.text:
+                    call.mark_first_token()
+                data = r.stream_chunk(chunk)
+                if chunk.finish_reason:
+                    # Usage comes right after the last finish. Look ahead only here, so
+                    # tokens are never held back, and let usage ride on this chunk by
+                    # default: clients that read choices[0] of every chunk keep working.
+                    following, peeked = await anext(chunks, None), True
+                    if include_usage is None and following is not None and following.usage:
+                        data["usage"] = usage_json(following.usage)
+                yield _sse(data)
+            chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
             yield _sse(r.usage_chunk(r.usage))
         yield b"data: [DONE]\n\n"

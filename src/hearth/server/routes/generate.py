@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth.server.generation import check_capabilities, generate
 from hearth.server.protocol import ChatCompletionBody, CompletionBody
@@ -13,23 +13,23 @@ router = APIRouter()
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionBody, svc: Services = Depends(services)
-) -> JSONResponse | StreamingResponse:
+    body: ChatCompletionBody, http: Request, svc: Services = Depends(services)
+) -> JSONResponse | StreamingResponse | Response:
     runner = await svc.registry.get(body.model)
     request = body.to_domain()
     check_capabilities(runner, request.params)
     return await generate(
-        svc, runner, request, stream=body.stream, include_usage=body.include_usage()
+        svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
     )
 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(
-    body: CompletionBody, svc: Services = Depends(services)
-) -> JSONResponse | StreamingResponse:
+    body: CompletionBody, http: Request, svc: Services = Depends(services)
+) -> JSONResponse | StreamingResponse | Response:
     runner = await svc.registry.get(body.model)
     request = body.to_domain()
     check_capabilities(runner, request.params)
     return await generate(
-        svc, runner, request, stream=body.stream, include_usage=body.include_usage()
+        svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
     )
