@@ -23,6 +23,11 @@ Then it is found at .cache/peer/bin/python, or pass ``--peer-python``.
 
 Tokens are counted from usage where the server reports it, else as max_tokens when the
 answer stopped for length, else as content chunks (llama-cpp-python streams no usage).
+The prompt is the same every time, so llama.cpp answers it from its prompt cache once a
+slot has seen it: each server gets a warm-up request and an unmeasured concurrent round
+first, and TTFT then measures serving and queueing, not prefill. Other processes' CPU time
+is watched during each phase; llama.cpp uses every core, so a busy neighbour slows it
+several-fold, and the run then warns that its figures cannot be trusted.
 The bundled model is assembled once into ``--home`` (default ~/.hearth-bench) and reused.
 """
 
@@ -35,22 +40,29 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from _common import (
+    CpuWatch,
+    Sample,
     ServerProcess,
     free_port,
     machine_info,
-    median,
-    percentile,
     python_package_version,
+    rounded,
+    sample_json,
+    see_chunk,
+    stream_chat,
+    summarise_rounds,
+    summarise_single,
     version_of,
     write_json,
 )
@@ -63,7 +75,7 @@ PROMPT = (
     "Write a long, detailed, step-by-step guide to baking sourdough bread at home: the "
     "starter, the flour, mixing, folding, shaping, proofing and baking. Be thorough."
 )
-MESSAGES = [{"role": "user", "content": PROMPT}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
 GOALS = {
     "single_ratio": 0.95,  # hearth / in-process decode tokens/s, at least
     "ttft_overhead_ms": 15.0,  # hearth TTFT p50 minus in-process, below
@@ -71,78 +83,11 @@ GOALS = {
     "peer_ratio": 1.3,  # hearth / peer aggregate tokens/s, at least
     "peer_ttft_p95_ratio": 0.2,  # hearth / peer TTFT p95, at most
 }
+BUSY_SHARE = 0.05  # other processes' share of all cores above which figures are suspect
 FULL = {"max_tokens": 64, "repeats": 5, "rounds": 3}
 QUICK = {"max_tokens": 16, "repeats": 2, "rounds": 1}
 # Piped output would otherwise be cut to 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 120)
-
-
-# -- one request --------------------------------------------------------------------------
-@dataclass
-class Sample:
-    """Timings of one streamed request, all from ``time.perf_counter``."""
-
-    sent: float
-    first: float | None = None  # first chunk carrying content
-    last: float | None = None  # last chunk carrying content
-    chunks: int = 0
-    usage_tokens: int | None = None
-    finish_reason: str | None = None
-
-    def saw_content(self, now: float) -> None:
-        self.first = self.first if self.first is not None else now
-        self.last = now
-        self.chunks += 1
-
-    def tokens(self, max_tokens: int) -> int:
-        if self.usage_tokens is not None:
-            return self.usage_tokens
-        if self.finish_reason == "length":
-            return max_tokens
-        return self.chunks
-
-    def ttft(self) -> float | None:
-        return None if self.first is None else self.first - self.sent
-
-    def decode_rate(self, max_tokens: int) -> float | None:
-        # The first token closes the prefill, so n tokens span n - 1 decode steps.
-        n = self.tokens(max_tokens)
-        if self.first is None or self.last is None or n < 2 or self.last <= self.first:
-            return None
-        return (n - 1) / (self.last - self.first)
-
-    def e2e_rate(self, max_tokens: int) -> float | None:
-        if self.last is None or self.last <= self.sent:
-            return None
-        return self.tokens(max_tokens) / (self.last - self.sent)
-
-
-def see_chunk(sample: Sample, chunk: dict[str, Any], now: float) -> None:
-    """Record one OpenAI-shaped chunk (a dict) into ``sample``."""
-    for choice in chunk.get("choices") or []:
-        if (choice.get("delta") or {}).get("content"):
-            sample.saw_content(now)
-        if choice.get("finish_reason"):
-            sample.finish_reason = choice["finish_reason"]
-    if chunk.get("usage"):
-        sample.usage_tokens = int(chunk["usage"]["completion_tokens"])
-
-
-async def stream_chat(
-    client: AsyncOpenAI, model: str, sampling: dict[str, Any], max_tokens: int
-) -> Sample:
-    sample = Sample(sent=time.perf_counter())
-    stream = await client.chat.completions.create(
-        model=model,
-        messages=MESSAGES,  # type: ignore[arg-type]
-        max_tokens=max_tokens,
-        stream=True,
-        stream_options={"include_usage": True},
-        extra_body=sampling,
-    )
-    async for chunk in stream:
-        see_chunk(sample, chunk.model_dump(), time.perf_counter())
-    return sample
 
 
 # -- the three ways to serve --------------------------------------------------------------
@@ -172,42 +117,20 @@ def inprocess_once(server: Any, payload: dict[str, Any]) -> Sample:
     return sample
 
 
-def hearth_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str]]:
-    exe = Path(sys.executable).with_name("hearth")
-    cmd = [str(exe), "serve", "--model", args.model, "--port", str(port), "--log-level", "warning"]
+def run_hearth(args: argparse.Namespace, sampling: dict[str, Any]) -> dict[str, Any]:
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("hearth")), "serve", "--model", args.model]
+    cmd += ["--port", str(port), "--log-level", "warning"]
     # HEARTH_HOME from us and nothing else: a stray HEARTH_MODEL or HEARTH_PORT must not
     # change what is measured.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
     env["HEARTH_HOME"] = str(args.home)
-    return cmd, env
 
+    def loaded(resp: httpx.Response) -> bool:
+        return any(m["id"] == args.model and m["loaded"] for m in resp.json()["models"])
 
-def run_hearth(args: argparse.Namespace, sampling: dict[str, Any]) -> dict[str, Any]:
-    port = free_port()
-    cmd, env = hearth_command(args, port)
-    base = f"http://127.0.0.1:{port}"
-    console.print(f"[bold]hearth[/]: {' '.join(cmd)}")
-    with ServerProcess("hearth", cmd, env) as server:
-        load_s = server.wait_ready(f"{base}/health", _loaded(args.model), args.timeout)
-        rss: dict[str, Any] = {}
-        figures = asyncio.run(
-            measure(
-                args,
-                f"{base}/v1",
-                sampling,
-                single=True,
-                after_warmup=lambda: rss.update(after_warmup=server.rss_mib()),
-            )
-        )
-        rss["after_concurrent"] = server.rss_mib()
-    return {"load_s": round(load_s, 2), **figures, "rss_mib": rss}
-
-
-def _loaded(model: str) -> Callable[[httpx.Response], bool]:
-    def ready(resp: httpx.Response) -> bool:
-        return any(m.get("id") == model and m.get("loaded") for m in resp.json()["models"])
-
-    return ready
+    server = ServerProcess("hearth", cmd, env)
+    return run_server(server, port, "/health", loaded, args, sampling, single=True)
 
 
 def run_peer(args: argparse.Namespace, spec: ModelSpec, sampling: dict[str, Any]) -> dict[str, Any]:
@@ -220,22 +143,39 @@ def run_peer(args: argparse.Namespace, spec: ModelSpec, sampling: dict[str, Any]
     # By default a queued request cuts the running stream short with [DONE]; here every
     # client must get its whole answer, as it does from hearth.
     cmd += ["--interrupt_requests", "False"]
+    server = ServerProcess("peer", cmd)
+    return run_server(server, port, "/v1/models", lambda _: True, args, sampling, single=False)
+
+
+def run_server(
+    server: ServerProcess,
+    port: int,
+    ready_path: str,
+    ready: Callable[[httpx.Response], bool],
+    args: argparse.Namespace,
+    sampling: dict[str, Any],
+    *,
+    single: bool,
+) -> dict[str, Any]:
+    """Start ``server``, wait until it is ready, measure it, and stop it whatever happens."""
     base = f"http://127.0.0.1:{port}"
-    console.print(f"[bold]peer[/]: {' '.join(cmd)}")
-    with ServerProcess("peer", cmd) as server:
-        load_s = server.wait_ready(f"{base}/v1/models", lambda _: True, args.timeout)
+    console.print(f"[bold]{server.name}[/]: {' '.join(server.cmd)}")
+    with server:
+        load_s = server.wait_ready(base + ready_path, ready, args.timeout)
+        console.print(f"  ready in {load_s:.1f}s")
         rss: dict[str, Any] = {}
-        figures = asyncio.run(
-            measure(
-                args,
-                f"{base}/v1",
-                sampling,
-                single=False,
-                after_warmup=lambda: rss.update(after_warmup=server.rss_mib()),
+        with CpuWatch([os.getpid(), server.pid]) as watch:
+            figures = asyncio.run(
+                measure(
+                    args,
+                    f"{base}/v1",
+                    sampling,
+                    single=single,
+                    after_warmup=lambda: rss.update(after_warmup=server.rss_mib()),
+                )
             )
-        )
         rss["after_concurrent"] = server.rss_mib()
-    return {"load_s": round(load_s, 2), **figures, "rss_mib": rss}
+    return {"ready_s": round(load_s, 2), **figures, "rss_mib": rss, "neighbours": watch.report()}
 
 
 # -- measuring a server over HTTP ---------------------------------------------------------
@@ -250,12 +190,12 @@ async def measure(
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0, timeout=args.timeout)
     out: dict[str, Any] = {}
     try:
-        await stream_chat(client, args.model, sampling, args.max_tokens)  # warm-up
+        await stream_chat(client, args.model, MESSAGES, sampling, args.max_tokens)  # warm-up
         after_warmup()
         if single:
             console.print(f"  single stream x{args.repeats}")
             samples = [
-                await stream_chat(client, args.model, sampling, args.max_tokens)
+                await stream_chat(client, args.model, MESSAGES, sampling, args.max_tokens)
                 for _ in range(args.repeats)
             ]
             out["single"] = summarise_single(samples, args.max_tokens)
@@ -279,68 +219,19 @@ async def concurrent_round(
 ) -> dict[str, Any]:
     start = time.perf_counter()
     samples = await asyncio.gather(
-        *(stream_chat(client, args.model, sampling, args.max_tokens) for _ in range(args.clients))
+        *(
+            stream_chat(client, args.model, MESSAGES, sampling, args.max_tokens)
+            for _ in range(args.clients)
+        )
     )
     lasts = [s.last for s in samples if s.last is not None]
     wall = max(lasts) - start if lasts else None
     tokens = sum(s.tokens(args.max_tokens) for s in samples)
     return {
-        "wall_s": _round(wall, 3),
+        "wall_s": rounded(wall, 3),
         "tokens": tokens,
-        "aggregate_tok_s": _round(tokens / wall if wall else None),
-        "clients": [_sample_json(s, args.max_tokens) for s in samples],
-    }
-
-
-# -- summaries ----------------------------------------------------------------------------
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000
-
-
-def _sample_json(sample: Sample, max_tokens: int) -> dict[str, Any]:
-    return {
-        "tokens": sample.tokens(max_tokens),
-        "counted_from": "usage"
-        if sample.usage_tokens is not None
-        else ("finish_reason=length" if sample.finish_reason == "length" else "chunks"),
-        "finish_reason": sample.finish_reason,
-        "ttft_ms": _round(_ms(sample.ttft())),
-        "decode_tok_s": _round(sample.decode_rate(max_tokens)),
-        "e2e_tok_s": _round(sample.e2e_rate(max_tokens)),
-    }
-
-
-def _present(values: list[Any]) -> list[float]:
-    return [v for v in values if v is not None]
-
-
-def summarise_single(samples: list[Sample], max_tokens: int) -> dict[str, Any]:
-    rows = [_sample_json(s, max_tokens) for s in samples]
-    return {
-        "decode_tok_s": _round(median(_present([r["decode_tok_s"] for r in rows]))),
-        "e2e_tok_s": _round(median(_present([r["e2e_tok_s"] for r in rows]))),
-        "ttft_ms_p50": _round(median(_present([r["ttft_ms"] for r in rows]))),
-        "requests": rows,
-    }
-
-
-def summarise_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    clients = [c for r in rounds for c in r["clients"]]
-    ttfts = _present([c["ttft_ms"] for c in clients])
-    rates = [c["e2e_tok_s"] or 0.0 for c in clients]
-    return {
-        "aggregate_tok_s": _round(median(_present([r["aggregate_tok_s"] for r in rounds]))),
-        "client_tok_s_min": _round(min(rates)),
-        "client_tok_s_max": _round(max(rates)),
-        "ttft_ms_p50": _round(percentile(ttfts, 50)),
-        "ttft_ms_p95": _round(percentile(ttfts, 95)),
-        "ttft_ms_max": _round(max(ttfts) if ttfts else None),
-        "starved_clients": sum(1 for c in clients if not c["tokens"] or c["ttft_ms"] is None),
-        "rounds": rounds,
+        "aggregate_tok_s": rounded(tokens / wall if wall else None),
+        "clients": [sample_json(s, args.max_tokens) for s in samples],
     }
 
 
@@ -349,60 +240,64 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def _status(ok: bool | None) -> str:
-    return "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+def _delta(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+CHECKS = {">=": float.__ge__, ">": float.__gt__, "<": float.__lt__, "<=": float.__le__}
 
 
 def goals(
     inproc: dict[str, Any], hearth: dict[str, Any], peer: dict[str, Any] | None
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Any]]:
+    """Each goal: its value, the bound it must meet, and PASS, FAIL or SKIP (no figure)."""
     single, conc = hearth["single"], hearth["concurrent"]
-    peer_conc = peer["concurrent"] if peer else {}
-    single_ratio = _ratio(single["decode_tok_s"], inproc["decode_tok_s"])
-    overhead = (
-        single["ttft_ms_p50"] - inproc["ttft_ms_p50"]
-        if single["ttft_ms_p50"] is not None and inproc["ttft_ms_p50"] is not None
-        else None
-    )
-    # Both sides of the gain count from request sent to last token.
-    gain = _ratio(conc["aggregate_tok_s"], single["e2e_tok_s"])
-    peer_ratio = _ratio(conc["aggregate_tok_s"], peer_conc.get("aggregate_tok_s"))
-    p95_ratio = _ratio(conc["ttft_ms_p95"], peer_conc.get("ttft_ms_p95"))
-    fed = conc["starved_clients"] == 0 and conc["client_tok_s_min"] > 0
-
-    def row(value: float | None, ok: bool | None, goal: str) -> dict[str, Any]:
-        return {"value": _round(value, 3), "goal": goal, "status": _status(ok)}
-
-    return {
-        "single_stream_ratio": row(
-            single_ratio,
-            None if single_ratio is None else single_ratio >= GOALS["single_ratio"],
-            f">= {GOALS['single_ratio']}x in-process decode tok/s",
+    pc = peer["concurrent"] if peer else {}
+    slowest = conc["client_tok_s_min"] if conc["starved_clients"] == 0 else 0.0
+    table: dict[str, tuple[float | None, str, float, str, str]] = {
+        "single_stream_ratio": (
+            _ratio(single["decode_tok_s"], inproc["decode_tok_s"]),
+            *(">=", GOALS["single_ratio"], "x"),
+            "hearth / in-process single-stream decode tok/s",
         ),
-        "ttft_overhead_ms_p50": row(
-            overhead,
-            None if overhead is None else overhead < GOALS["ttft_overhead_ms"],
-            f"< {GOALS['ttft_overhead_ms']:g} ms over in-process",
+        "ttft_overhead_ms_p50": (
+            _delta(single["ttft_ms_p50"], inproc["ttft_ms_p50"]),
+            *("<", GOALS["ttft_overhead_ms"], " ms"),
+            "hearth minus in-process single-stream TTFT p50",
         ),
-        "concurrency_gain": row(
-            gain,
-            None if gain is None else gain >= GOALS["concurrency_gain"],
-            f">= {GOALS['concurrency_gain']}x single-stream e2e tok/s",
+        "concurrency_gain": (
+            _ratio(conc["aggregate_tok_s"], single["e2e_tok_s"]),
+            *(">=", GOALS["concurrency_gain"], "x"),
+            # Both count from request sent to last token.
+            "hearth aggregate tok/s with N clients / hearth single-stream e2e tok/s",
         ),
-        "no_client_starves": row(
-            conc["client_tok_s_min"], fed, "every client gets tokens (min tok/s > 0)"
+        "no_client_starves": (
+            slowest,
+            *(">", 0.0, " tok/s"),
+            "slowest client's tok/s (0 when any client got no token)",
         ),
-        "peer_aggregate_ratio": row(
-            peer_ratio,
-            None if peer_ratio is None else peer_ratio >= GOALS["peer_ratio"],
-            f">= {GOALS['peer_ratio']}x peer aggregate tok/s",
+        "peer_aggregate_ratio": (
+            _ratio(conc["aggregate_tok_s"], pc.get("aggregate_tok_s")),
+            *(">=", GOALS["peer_ratio"], "x"),
+            "hearth / peer aggregate tok/s with N clients",
         ),
-        "peer_ttft_p95_ratio": row(
-            p95_ratio,
-            None if p95_ratio is None else p95_ratio <= GOALS["peer_ttft_p95_ratio"],
-            f"<= {GOALS['peer_ttft_p95_ratio']}x peer TTFT p95",
+        "peer_ttft_p95_ratio": (
+            _ratio(conc["ttft_ms_p95"], pc.get("ttft_ms_p95")),
+            *("<=", GOALS["peer_ttft_p95_ratio"], "x"),
+            "hearth / peer TTFT p95 with N clients",
         ),
     }
+    out = {}
+    for name, (value, op, limit, unit, what) in table.items():
+        status = "SKIP" if value is None else ("PASS" if CHECKS[op](value, limit) else "FAIL")
+        out[name] = {
+            "value": rounded(value, 3),
+            "unit": unit.strip(),
+            "goal": f"{op} {limit:g}{unit}",
+            "status": status,
+            "what": what,
+        }
+    return out
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -410,105 +305,55 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 
 def render(result: dict[str, Any]) -> Table:
-    p, inproc, hearth = result["parameters"], result["inprocess"], result["hearth"]
-    peer = result["peer"] if "concurrent" in result["peer"] else None
-    g = result["goals"]
+    p, g, inproc, hearth = (
+        result["parameters"],
+        result["goals"],
+        result["inprocess"],
+        result["hearth"],
+    )
     single, conc = hearth["single"], hearth["concurrent"]
-    pc = peer["concurrent"] if peer else {}
-
-    def mark(name: str) -> str:
-        status = g[name]["status"]
-        colour = {"PASS": "green", "FAIL": "red"}.get(status, "yellow")
-        return f"[{colour}]{status}[/]"
-
-    def ratio(name: str) -> str:
-        return _fmt(g[name]["value"], ".2f") + "x"
-
+    peer = result["peer"] if "concurrent" in result["peer"] else {}
+    pc = peer.get("concurrent", {})
+    n = p["clients"]
     table = Table(
-        title=f"hearth serve benchmark — {p['model']}, {p['max_tokens']} tokens, "
+        title=f"hearth serve benchmark: {p['model']}, {p['max_tokens']} tokens per answer, "
         f"{result['machine']['cpu_count']} CPUs",
-        caption="single stream: median of "
-        f"{p['repeats']} requests; concurrency: {p['clients']} clients, median of "
-        f"{p['rounds']} rounds",
+        caption=f"single stream: median of {p['repeats']} requests; {n} clients: median of "
+        f"{p['rounds']} rounds. Reference: the in-process engine for single-stream rows, "
+        "llama-cpp-python's server below them.",
     )
-    for col in ("figure", "hearth", "in-process / peer", "ratio / delta", "goal", ""):
+    for col in ("figure", "hearth", "reference", "ratio / delta", "goal", ""):
         table.add_column(col, justify="left" if col in ("figure", "goal") else "right")
+
+    def row(
+        label: str, key: str, ours: dict[str, Any], theirs: dict[str, Any], goal: str = ""
+    ) -> None:
+        extra = ["", "", ""]
+        if goal:
+            item = g[goal]
+            colour = {"PASS": "green", "FAIL": "red"}.get(item["status"], "yellow")
+            unit = item["unit"]
+            shown = _fmt(item["value"], "+.1f" if unit == "ms" else ".2f")
+            shown += "" if item["value"] is None else ("x" if unit == "x" else f" {unit}")
+            bound = item["goal"].replace(">=", "≥").replace("<=", "≤")
+            extra = [shown, bound, f"[{colour}]{item['status']}[/]"]
+        table.add_row(label, _fmt(ours.get(key)), _fmt(theirs.get(key)), *extra)
+
+    row("single: decode tok/s", "decode_tok_s", single, inproc, "single_stream_ratio")
+    row("single: end-to-end tok/s", "e2e_tok_s", single, inproc)
+    row("single: TTFT p50 ms", "ttft_ms_p50", single, inproc, "ttft_overhead_ms_p50")
     table.add_section()
-    table.add_row(
-        "single: decode tok/s",
-        _fmt(single["decode_tok_s"]),
-        _fmt(inproc["decode_tok_s"]),
-        ratio("single_stream_ratio"),
-        "≥ 0.95x",
-        mark("single_stream_ratio"),
-    )
-    table.add_row(
-        "single: end-to-end tok/s",
-        _fmt(single["e2e_tok_s"]),
-        _fmt(inproc["e2e_tok_s"]),
-        _fmt(_ratio(single["e2e_tok_s"], inproc["e2e_tok_s"]), ".2f") + "x",
-        "",
-        "",
-    )
-    table.add_row(
-        "single: TTFT p50 ms",
-        _fmt(single["ttft_ms_p50"]),
-        _fmt(inproc["ttft_ms_p50"]),
-        "+" + _fmt(g["ttft_overhead_ms_p50"]["value"]) + " ms",
-        "< 15 ms",
-        mark("ttft_overhead_ms_p50"),
-    )
+    row(f"{n} clients: aggregate tok/s", "aggregate_tok_s", conc, pc, "peer_aggregate_ratio")
+    alone = {"aggregate_tok_s": single["e2e_tok_s"]}  # hearth's own single stream
+    row(f"{n} clients vs hearth single e2e", "aggregate_tok_s", conc, alone, "concurrency_gain")
+    row("slowest client tok/s", "client_tok_s_min", conc, pc, "no_client_starves")
+    row("fastest client tok/s", "client_tok_s_max", conc, pc)
+    row(f"{n} clients: TTFT p50 ms", "ttft_ms_p50", conc, pc)
+    row(f"{n} clients: TTFT p95 ms", "ttft_ms_p95", conc, pc, "peer_ttft_p95_ratio")
     table.add_section()
-    table.add_row(
-        f"{p['clients']} clients: aggregate tok/s",
-        _fmt(conc["aggregate_tok_s"]),
-        _fmt(pc.get("aggregate_tok_s")),
-        ratio("peer_aggregate_ratio"),
-        "≥ 1.3x peer",
-        mark("peer_aggregate_ratio"),
-    )
-    table.add_row(
-        "aggregate / single e2e",
-        _fmt(conc["aggregate_tok_s"]),
-        _fmt(single["e2e_tok_s"]) + " (hearth)",
-        ratio("concurrency_gain"),
-        "≥ 1.3x",
-        mark("concurrency_gain"),
-    )
-    table.add_row(
-        "per-client tok/s min–max",
-        f"{_fmt(conc['client_tok_s_min'])}–{_fmt(conc['client_tok_s_max'])}",
-        f"{_fmt(pc.get('client_tok_s_min'))}–{_fmt(pc.get('client_tok_s_max'))}",
-        "",
-        "all > 0",
-        mark("no_client_starves"),
-    )
-    table.add_row(
-        "TTFT p50 ms",
-        _fmt(conc["ttft_ms_p50"]),
-        _fmt(pc.get("ttft_ms_p50")),
-        _fmt(_ratio(conc["ttft_ms_p50"], pc.get("ttft_ms_p50")), ".2f") + "x",
-        "",
-        "",
-    )
-    table.add_row(
-        "TTFT p95 ms",
-        _fmt(conc["ttft_ms_p95"]),
-        _fmt(pc.get("ttft_ms_p95")),
-        ratio("peer_ttft_p95_ratio"),
-        "≤ 0.2x peer",
-        mark("peer_ttft_p95_ratio"),
-    )
-    table.add_section()
-    for when in ("after_warmup", "after_concurrent"):
-        table.add_row(
-            f"RSS MiB {when.replace('_', ' ')}",
-            _fmt(hearth["rss_mib"][when]["VmRSS"], ".0f"),
-            _fmt(peer["rss_mib"][when]["VmRSS"], ".0f") + " (peer)" if peer else "—",
-            "",
-            "",
-            "",
-        )
+    ours, theirs = hearth["rss_mib"], peer.get("rss_mib", {})
+    for when, label in (("after_warmup", "warm-up"), ("after_concurrent", f"{n} clients")):
+        row(f"RSS MiB after {label}", "VmRSS", ours[when], theirs.get(when, {}))
     return table
 
 
@@ -567,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
 
     console.print(f"[bold]in-process[/]: xllamacpp.Server, single stream x{args.repeats}")
-    inproc = summarise_single(inprocess_single(spec, payload, args.repeats), args.max_tokens)
+    with CpuWatch([os.getpid()]) as watch:
+        samples = inprocess_single(spec, payload, args.repeats)
+    inproc = summarise_single(samples, args.max_tokens) | {"neighbours": watch.report()}
     hearth = run_hearth(args, sampling)
     peer: dict[str, Any]
     if args.no_peer:
@@ -580,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         peer = run_peer(args, spec, sampling)
     if "skipped" in peer:
-        console.print(f"[yellow]peer skipped: {peer['skipped']}[/]")
+        console.print(f"[yellow]peer skipped: {escape(peer['skipped'])}[/]")
 
     result = {
         "benchmark": "serve",
@@ -610,12 +457,35 @@ def main(argv: list[str] | None = None) -> int:
             "context_per_slot": spec.context,
             "peer_python": str(args.peer_python) if args.peer_python else None,
         },
+        "method": {
+            "ttft": "request sent to first chunk with content",
+            "decode_tok_s": "(completion tokens - 1) / (last content chunk - first content chunk)",
+            "e2e_tok_s": "completion tokens / (last content chunk - request sent)",
+            "aggregate_tok_s": "all clients' completion tokens / (last token - round start)",
+            "concurrency_gain": "hearth aggregate / hearth single-stream e2e_tok_s",
+            "tokens": "usage if reported, else max_tokens when finish_reason is length, "
+            "else content chunks",
+            "warm_up": "one request per server, then one unmeasured concurrent round, so "
+            "every slot holds the (identical) prompt in llama.cpp's prompt cache",
+        },
         "inprocess": inproc,
         "hearth": hearth,
         "peer": peer,
     }
     result["goals"] = goals(inproc, hearth, peer if "concurrent" in peer else None)
     console.print(render(result))
+    busy = {
+        name: part["neighbours"]["other_cpu_share"]
+        for name, part in (("in-process", inproc), ("hearth", hearth), ("peer", peer))
+        if "neighbours" in part and part["neighbours"]["other_cpu_share"] > BUSY_SHARE
+    }
+    if busy:
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in busy.items())
+        console.print(
+            f"[yellow]other processes used CPU during the run ({shares} of all cores): "
+            "llama.cpp is very sensitive to that, so rerun on a quiet machine before "
+            "trusting these figures[/]"
+        )
     path = write_json(args.out, result)
     console.print(f"wrote {path.relative_to(ROOT)}")
     return 0
