@@ -16,12 +16,30 @@ from hearth.engines.fake import FakeEngine
 from tests.conftest import FAKE_MODELS, LiveServer
 from tests.server.helpers import (
     SLOW_DELAY,
-    SLOW_WORDS,
     chat_body,
     model_state,
     sse_events,
     wait_until,
 )
+
+LONG_COUNT = 80
+LONG_WORDS = " ".join(f"w{i}" for i in range(LONG_COUNT))
+LONG_MODEL = f"""
+[models.fake-long]
+engine = "fake"
+script = ["{LONG_WORDS}"]
+delay = 0.05
+parallel = 1
+"""
+
+
+def long_server(factory: Callable[..., LiveServer]) -> tuple[LiveServer, FakeEngine]:
+    """A server whose one-slot model needs ~4 s per answer, loaded and ready."""
+    live = factory(FAKE_MODELS + LONG_MODEL, served=["fake-long"])
+    httpx.post(live.base_url + "/chat/completions", json=chat_body("fake-long", max_tokens=1))
+    [runner] = live.services().registry.loaded()
+    assert isinstance(runner.engine, FakeEngine)
+    return live, runner.engine
 
 
 def slow_engine(server: LiveServer) -> FakeEngine:
@@ -87,12 +105,14 @@ async def test_requests_beyond_the_slots_queue_and_run_one_at_a_time(
     assert all(gap >= 0.8 * each for gap in gaps), gaps
 
 
-def test_client_disconnect_mid_stream_frees_the_slot(fake_server: LiveServer) -> None:
-    engine = slow_engine(fake_server)
-    calllog = fake_server.services().calllog
-    with httpx.Client(base_url=fake_server.base_url, timeout=10) as client:
+def test_client_disconnect_mid_stream_frees_the_slot(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    live, engine = long_server(server_factory)
+    calllog = live.services().calllog
+    with httpx.Client(base_url=live.base_url, timeout=10) as client:
         with client.stream(
-            "POST", "/chat/completions", json=chat_body("fake-slow", stream=True)
+            "POST", "/chat/completions", json=chat_body("fake-long", stream=True)
         ) as resp:
             events = content_events(resp.iter_lines())
             first, second = next(events), next(events)
@@ -100,11 +120,11 @@ def test_client_disconnect_mid_stream_frees_the_slot(fake_server: LiveServer) ->
         closed = time.monotonic()  # leaving the block closed the connection mid-stream
         call_id = first["id"]
         assert second["id"] == call_id
-        remaining = (SLOW_WORDS - 2) * SLOW_DELAY  # what the first stream still had to do
+        remaining = (LONG_COUNT - 2) * SLOW_DELAY  # what the first stream still had to do
 
         wait_until(lambda: engine.active == 0, timeout=remaining / 3, what="generation stopped")
         with client.stream(
-            "POST", "/chat/completions", json=chat_body("fake-slow", stream=True, max_tokens=2)
+            "POST", "/chat/completions", json=chat_body("fake-long", stream=True, max_tokens=2)
         ) as resp:
             events = content_events(resp.iter_lines())
             text = next(events)["choices"][0]["delta"]["content"]
@@ -112,26 +132,28 @@ def test_client_disconnect_mid_stream_frees_the_slot(fake_server: LiveServer) ->
             text += "".join(e["choices"][0]["delta"]["content"] for e in events)
     # The next request got the slot at once rather than after the abandoned generation.
     assert first_token < remaining / 2, (first_token, remaining)
-    assert text == "one two"
+    assert text == "w0 w1"
 
     wait_until(lambda: calllog.get(call_id) is not None, what="call log row")
     row = calllog.get(call_id)
     assert row is not None
     assert row.status == "cancelled" and row.stream
-    assert 2 <= row.completion_tokens < SLOW_WORDS
+    assert 2 <= row.completion_tokens < LONG_COUNT
     assert row.prompt_tokens > 0
 
 
-def test_closing_an_sdk_stream_cancels_the_generation(fake_server: LiveServer) -> None:
-    engine = slow_engine(fake_server)
-    client = openai.OpenAI(base_url=fake_server.base_url, api_key="x", max_retries=0)
+def test_closing_an_sdk_stream_cancels_the_generation(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    live, engine = long_server(server_factory)
+    client = openai.OpenAI(base_url=live.base_url, api_key="x", max_retries=0)
     stream = client.chat.completions.create(
-        model="fake-slow", messages=[{"role": "user", "content": "x"}], stream=True
+        model="fake-long", messages=[{"role": "user", "content": "x"}], stream=True
     )
     chunk_id = next(iter(stream)).id
     stream.close()
-    wait_until(lambda: engine.active == 0, timeout=SLOW_WORDS * SLOW_DELAY / 3, what="stop")
-    calllog = fake_server.services().calllog
+    wait_until(lambda: engine.active == 0, timeout=1.0, what="stop within a second")
+    calllog = live.services().calllog
     wait_until(lambda: calllog.get(chunk_id) is not None, what="call log row")
     row = calllog.get(chunk_id)
     assert row is not None and row.status == "cancelled"
@@ -155,28 +177,14 @@ def test_streamed_tokens_are_sent_as_they_are_generated(
     assert first_content_at - role_at < delay / 2
 
 
-LONG_WORDS = " ".join(f"w{i}" for i in range(80))
-LONG_MODEL = f"""
-[models.fake-long]
-engine = "fake"
-script = ["{LONG_WORDS}"]
-delay = 0.05
-parallel = 1
-"""
-
-
 def test_client_disconnect_during_a_whole_response_frees_the_slot(
     server_factory: Callable[..., LiveServer],
 ) -> None:
     """A non-streamed request whose client gives up stops generating within a second."""
-    live = server_factory(FAKE_MODELS + LONG_MODEL, served=["fake-long"])
-    httpx.post(live.base_url + "/chat/completions", json=chat_body("fake-long", max_tokens=1))
-    [runner] = live.services().registry.loaded()
-    engine = runner.engine
-    assert isinstance(engine, FakeEngine)
+    live, engine = long_server(server_factory)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(live.base_url + "/chat/completions", json=chat_body("fake-long"), timeout=0.3)
     # 80 tokens at 0.05 s would run ~4 s; the disconnect must stop it within 1 s.
     wait_until(lambda: engine.active == 0, timeout=1.0, what="generation stopped")
     rows = [r for r in live.services().calllog.recent(5) if r.status == "cancelled"]
-    assert rows and rows[0].completion_tokens < 80
+    assert rows and rows[0].completion_tokens < LONG_COUNT
