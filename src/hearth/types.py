@@ -72,7 +72,7 @@ class TokenLogprob:
 
 
 @dataclass
-class Chunk:
+class Delta:
     """One piece of a generation. ``usage`` is set on the last chunk only."""
 
     index: int = 0

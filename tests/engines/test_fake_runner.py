@@ -12,7 +12,7 @@ from hearth.config import ModelSpec
 from hearth.engines.fake import FakeEngine
 from hearth.engines.runner import Runner
 from hearth.errors import Overloaded, RequestTimeout
-from hearth.types import ChatRequest, Chunk, Message
+from hearth.types import ChatRequest, Delta, Message
 
 WORDS = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
 DELAY = 0.05
@@ -24,7 +24,7 @@ def make_runner(*, queue_size: int = 4, timeout: float = 10.0) -> tuple[Runner, 
     return Runner(SLOW, engine, queue_size=queue_size, timeout=timeout), engine
 
 
-def chat(engine: FakeEngine) -> Callable[[], AsyncIterator[Chunk]]:
+def chat(engine: FakeEngine) -> Callable[[], AsyncIterator[Delta]]:
     return lambda: engine.stream_chat(ChatRequest([Message("user", "hi")]))
 
 
@@ -43,7 +43,7 @@ async def test_queue_bound_raises_overloaded_when_full() -> None:
     waiting = asyncio.create_task(anext(queued))
     await until(lambda: runner.waiting == 1)
 
-    refused: AsyncGenerator[Chunk, None] = runner.stream(chat(engine))
+    refused: AsyncGenerator[Delta, None] = runner.stream(chat(engine))
     with pytest.raises(Overloaded) as caught:
         await anext(refused)
     assert caught.value.retry_after >= 1

@@ -13,8 +13,8 @@ from typing import Protocol, runtime_checkable
 
 from hearth.types import (
     ChatRequest,
-    Chunk,
     CompletionRequest,
+    Delta,
     Embeddings,
     Message,
     TokenPiece,
@@ -39,11 +39,11 @@ class Engine(Protocol):
     async def start(self) -> None:
         """Load weights / connect. Called once before any other method."""
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Yield chunks; the last one carries ``usage`` and every choice's finish_reason."""
         ...
 
-    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]: ...
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]: ...
 
     async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings: ...
 

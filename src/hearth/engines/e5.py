@@ -17,8 +17,8 @@ from hearth.engines.base import Capabilities
 from hearth.errors import Unsupported
 from hearth.types import (
     ChatRequest,
-    Chunk,
     CompletionRequest,
+    Delta,
     Embeddings,
     Message,
     TokenPiece,
@@ -65,13 +65,13 @@ class E5Engine:
             param="model",
         )
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         raise self._no_chat()
-        yield Chunk()  # pragma: no cover - makes this an async generator
+        yield Delta()  # pragma: no cover - makes this an async generator
 
-    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         raise self._no_chat()
-        yield Chunk()  # pragma: no cover
+        yield Delta()  # pragma: no cover
 
     async def tokenize(
         self, text: str, *, add_special: bool = False, parse_special: bool = True

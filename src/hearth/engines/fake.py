@@ -22,8 +22,8 @@ from hearth.engines.base import Capabilities
 from hearth.errors import ContextLengthExceeded
 from hearth.types import (
     ChatRequest,
-    Chunk,
     CompletionRequest,
+    Delta,
     Embeddings,
     GenerationParams,
     Message,
@@ -83,7 +83,7 @@ class FakeEngine:
             text = json.dumps({"reply": text}, ensure_ascii=False)
         return text
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         prompt = await self.render_chat(request.messages)
         users = [m.content for m in request.messages if m.role == "user"]
         # aclosing: closing this stream closes the generation now, not when it is collected.
@@ -92,7 +92,7 @@ class FakeEngine:
             async for chunk in chunks:
                 yield chunk
 
-    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         prompt = request.prompt
         async with aclosing(self._generate(prompt, prompt, request.params)) as chunks:
             async for chunk in chunks:
@@ -100,7 +100,7 @@ class FakeEngine:
 
     async def _generate(
         self, prompt: str, last: str, params: GenerationParams
-    ) -> AsyncGenerator[Chunk, None]:
+    ) -> AsyncGenerator[Delta, None]:
         prompt_tokens = len(self._ids(prompt))
         if prompt_tokens > self.context_length:
             raise ContextLengthExceeded(prompt_tokens, self.context_length)
@@ -122,9 +122,9 @@ class FakeEngine:
                         if params.logprobs
                         else None
                     )
-                    yield Chunk(index=index, text=piece.text, logprobs=lp)
-                yield Chunk(index=index, finish_reason=finish)
-            yield Chunk(usage=Usage(prompt_tokens, completion))
+                    yield Delta(index=index, text=piece.text, logprobs=lp)
+                yield Delta(index=index, finish_reason=finish)
+            yield Delta(usage=Usage(prompt_tokens, completion))
         finally:
             self.active -= 1
 

@@ -30,8 +30,8 @@ from hearth.engines.base import Capabilities
 from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
 from hearth.types import (
     ChatRequest,
-    Chunk,
     CompletionRequest,
+    Delta,
     Embeddings,
     GenerationParams,
     Message,
@@ -133,16 +133,16 @@ class LlamaCppEngine:
         )
 
     # -- generation ---------------------------------------------------------------------
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = {"messages": _wire_messages(request.messages)}
         return self._stream("chat", body, request.params)
 
-    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         return self._stream("completion", {"prompt": request.prompt}, request.params)
 
     async def _stream(
         self, kind: str, body: dict[str, Any], params: GenerationParams
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Delta]:
         # n > 1 runs as n parallel requests: llama.cpp's own n reports usage for one
         # choice only, and separate requests share the prompt through its prompt cache.
         payload = {**body, **self._sampling(params), "stream": True}
@@ -158,7 +158,7 @@ class LlamaCppEngine:
                     completion_tokens += chunk.usage.completion_tokens
                     continue
                 yield chunk
-        yield Chunk(usage=Usage(prompt_tokens, completion_tokens))
+        yield Delta(usage=Usage(prompt_tokens, completion_tokens))
 
     def _sampling(self, params: GenerationParams) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.spec.sampling)
@@ -189,7 +189,7 @@ class LlamaCppEngine:
 
     async def _one(
         self, kind: str, payload: dict[str, Any], index: int
-    ) -> AsyncGenerator[Chunk, None]:
+    ) -> AsyncGenerator[Delta, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
@@ -246,7 +246,7 @@ def _piece_bytes(piece: str | list[int]) -> bytes:
     return bytes(piece) if isinstance(piece, list) else piece.encode("utf-8")
 
 
-def _chunks(data: dict[str, Any], index: int) -> list[Chunk]:
+def _chunks(data: dict[str, Any], index: int) -> list[Delta]:
     if "error" in data:
         raise _error(data["error"])
     out = []
@@ -257,13 +257,13 @@ def _chunks(data: dict[str, Any], index: int) -> list[Chunk]:
         lp = _logprobs(choice.get("logprobs"))
         if text or lp or choice.get("finish_reason"):
             out.append(
-                Chunk(
+                Delta(
                     index=index, text=text, finish_reason=choice.get("finish_reason"), logprobs=lp
                 )
             )
     usage = data.get("usage")
     if usage:
-        out.append(Chunk(usage=Usage(usage["prompt_tokens"], usage["completion_tokens"])))
+        out.append(Delta(usage=Usage(usage["prompt_tokens"], usage["completion_tokens"])))
     return out
 
 
@@ -292,7 +292,7 @@ def _error(err: dict[str, Any]) -> Exception:
     return EngineError(f"llama.cpp: {err.get('message', err)}")
 
 
-async def _merge(streams: list[AsyncGenerator[Chunk, None]]) -> AsyncGenerator[Chunk, None]:
+async def _merge(streams: list[AsyncGenerator[Delta, None]]) -> AsyncGenerator[Delta, None]:
     """Interleave several chunk streams as their chunks arrive."""
     if len(streams) == 1:
         try:
@@ -303,7 +303,7 @@ async def _merge(streams: list[AsyncGenerator[Chunk, None]]) -> AsyncGenerator[C
         return
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
-    async def pump(stream: AsyncGenerator[Chunk, None]) -> None:
+    async def pump(stream: AsyncGenerator[Delta, None]) -> None:
         try:
             async for chunk in stream:
                 await queue.put(chunk)

@@ -27,8 +27,8 @@ from hearth.errors import (
 )
 from hearth.types import (
     ChatRequest,
-    Chunk,
     CompletionRequest,
+    Delta,
     Embeddings,
     GenerationParams,
     Message,
@@ -73,11 +73,11 @@ class RemoteEngine:
             await self._http.aclose()
 
     # -- generation ---------------------------------------------------------------------
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+    def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = {"messages": [_message(m) for m in request.messages]}
         return self._stream("/chat/completions", body, request.params, request)
 
-    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         body: dict[str, Any] = {"prompt": request.prompt}
         return self._stream("/completions", body, request.params, request)
 
@@ -87,7 +87,7 @@ class RemoteEngine:
         body: dict[str, Any],
         params: GenerationParams,
         request: ChatRequest | CompletionRequest,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncIterator[Delta]:
         payload = {
             **body,
             **_params(params, chat=path == "/chat/completions"),
@@ -113,7 +113,7 @@ class RemoteEngine:
                         continue
                     texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
                     yield chunk
-        yield Chunk(usage=usage or await self._count(request, texts))
+        yield Delta(usage=usage or await self._count(request, texts))
 
     async def _count(
         self, request: ChatRequest | CompletionRequest, texts: dict[int, str]
@@ -223,7 +223,7 @@ def _sse_data(line: str) -> dict[str, Any] | None:
     return data
 
 
-def _chunks(data: dict[str, Any]) -> list[Chunk]:
+def _chunks(data: dict[str, Any]) -> list[Delta]:
     out = []
     for choice in data.get("choices") or []:
         text = choice.get("text")
@@ -231,7 +231,7 @@ def _chunks(data: dict[str, Any]) -> list[Chunk]:
             text = (choice.get("delta") or {}).get("content") or ""
         lp = _logprobs(choice.get("logprobs"))
         out.append(
-            Chunk(
+            Delta(
                 index=choice.get("index", 0),
                 text=text,
                 finish_reason=choice.get("finish_reason"),
@@ -240,7 +240,7 @@ def _chunks(data: dict[str, Any]) -> list[Chunk]:
         )
     usage = data.get("usage")
     if usage:
-        out.append(Chunk(usage=Usage(usage["prompt_tokens"], usage.get("completion_tokens", 0))))
+        out.append(Delta(usage=Usage(usage["prompt_tokens"], usage.get("completion_tokens", 0))))
     return [c for c in out if c.text or c.finish_reason or c.logprobs or c.usage]
 
 

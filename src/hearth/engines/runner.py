@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from hearth.config import ModelSpec
 from hearth.engines.base import Engine
 from hearth.errors import Overloaded, RequestTimeout
-from hearth.types import Chunk
+from hearth.types import Delta
 
 
 class Runner:
@@ -58,8 +58,8 @@ class Runner:
             self._sem.release()
 
     async def stream(
-        self, start: Callable[[], AsyncIterator[Chunk]]
-    ) -> AsyncGenerator[Chunk, None]:
+        self, start: Callable[[], AsyncIterator[Delta]]
+    ) -> AsyncGenerator[Delta, None]:
         """Run ``start()`` in a slot, yielding its chunks until done, timed out or closed."""
         deadline = time.monotonic() + self.timeout
         async with self.slot(deadline):

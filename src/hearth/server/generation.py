@@ -18,7 +18,7 @@ from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
 from hearth.server.errors import error_body
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
-from hearth.types import ChatRequest, Chunk, CompletionRequest, GenerationParams, Usage
+from hearth.types import ChatRequest, CompletionRequest, Delta, GenerationParams, Usage
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -92,7 +92,7 @@ async def generate(
         echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
     )
     engine = runner.engine
-    start: Callable[[], AsyncIterator[Chunk]] = (
+    start: Callable[[], AsyncIterator[Delta]] = (
         (lambda: engine.stream_chat(request))
         if isinstance(request, ChatRequest)
         else (lambda: engine.stream_completion(request))
@@ -122,8 +122,8 @@ async def _whole(
     r: Renderer,
     engine: Engine,
     request: ChatRequest | CompletionRequest,
-    first: Chunk | None,
-    chunks: AsyncGenerator[Chunk, None],
+    first: Delta | None,
+    chunks: AsyncGenerator[Delta, None],
     http: Request,
 ) -> JSONResponse | Response:
     async def collect() -> None:
@@ -163,8 +163,8 @@ async def _events(
     r: Renderer,
     engine: Engine,
     request: ChatRequest | CompletionRequest,
-    first: Chunk | None,
-    chunks: AsyncGenerator[Chunk, None],
+    first: Delta | None,
+    chunks: AsyncGenerator[Delta, None],
     include_usage: bool | None,
 ) -> AsyncIterator[bytes]:
     status, error = "cancelled", None
@@ -174,7 +174,7 @@ async def _events(
         chunk = first
         while chunk is not None:
             r.add(chunk)
-            following: Chunk | None = None
+            following: Delta | None = None
             peeked = False
             if chunk.usage is None:
                 if chunk.text:

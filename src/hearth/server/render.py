@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hearth.types import Chunk, TokenLogprob, Usage
+from hearth.types import Delta, TokenLogprob, Usage
 
 
 def usage_json(usage: Usage) -> dict[str, int]:
@@ -75,7 +75,7 @@ class Renderer:
             "choices": choices,
         }
 
-    def add(self, chunk: Chunk) -> None:
+    def add(self, chunk: Delta) -> None:
         """Fold a chunk into the running totals (for whole responses and the call log)."""
         if chunk.usage is not None:
             self.usage = chunk.usage
@@ -114,7 +114,7 @@ class Renderer:
             for i in range(self.n)
         ]
 
-    def stream_chunk(self, chunk: Chunk) -> dict[str, Any]:
+    def stream_chunk(self, chunk: Delta) -> dict[str, Any]:
         if self.kind == "chat":
             delta = {"content": chunk.text} if chunk.text else {}
             lp = _chat_logprobs(chunk.logprobs) if chunk.logprobs else None
