@@ -102,3 +102,37 @@ class UpstreamError(HearthError):
 
 class ConfigError(UserError):
     code = "config_error"
+
+
+class KnowledgeBaseNotFound(UserError):
+    status = 404
+    code = "knowledge_base_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"No knowledge base named '{name}'. Create it with `hearth kb create {name}` "
+            "or list them with `hearth kb list`.",
+            param="knowledge_base",
+        )
+
+
+class KnowledgeBaseExists(UserError):
+    status = 409
+    code = "knowledge_base_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"A knowledge base named '{name}' already exists; add files to it with "
+            f"`hearth kb add {name} PATH` or remove it with `hearth kb rm {name}`.",
+            param="name",
+        )
+
+
+class EmbeddingMismatch(UserError):
+    code = "embedding_mismatch"
+
+
+class ParseError(UserError):
+    """A document that cannot be read; the batch it is in goes on without it."""
+
+    code = "parse_error"

@@ -116,3 +116,64 @@ class Price:
 
     def cost(self, usage: Usage) -> float:
         return (usage.prompt_tokens * self.input + usage.completion_tokens * self.output) / 1000
+
+
+# -- knowledge bases ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """A unit a parser found: a paragraph, a heading, a table row group, a code block.
+
+    ``start``/``end`` are character offsets into the document's full text (``ParsedDocument
+    .text``), so every chunk made from blocks can point back at where it came from.
+    """
+
+    text: str
+    start: int
+    end: int
+    kind: str = "text"  # "text" | "heading" | "table" | "code" | "qa"
+    page: int | None = None  # 1-based, for paged formats (PDF)
+    headings: tuple[str, ...] = ()  # the section path above this block
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    source: str  # the path (or upload name) it came from
+    title: str
+    format: str  # "pdf" | "docx" | "md" | "txt" | "html"
+    text: str  # the full text; blocks index into it
+    blocks: tuple[Block, ...]
+    encoding: str | None = None  # for text formats: what was detected
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document sized for the embedder, with everything a citation needs."""
+
+    document: str  # the document's name inside its knowledge base
+    index: int  # position among the document's chunks
+    text: str
+    start: int  # character offsets into the document's full text
+    end: int
+    tokens: int  # in the embedding model's tokenizer
+    page: int | None = None
+    headings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    name: str
+    sha256: str  # of the file's bytes: unchanged documents are skipped
+    format: str
+    title: str
+    chunks: int
+    added: float  # unix time
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float  # higher is better; its scale depends on the mode
+    chunk_id: int = 0

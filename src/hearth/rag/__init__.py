@@ -1,0 +1,1 @@
+"""Knowledge bases: parse, split, embed, store, retrieve and answer with citations."""

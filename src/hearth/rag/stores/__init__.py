@@ -1,0 +1,1 @@
+"""Chunk stores behind one protocol: SQLite (embedded default) and PostgreSQL + pgvector."""
