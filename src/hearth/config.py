@@ -91,6 +91,8 @@ class Settings:
     request_timeout: float = 600.0  # seconds per request, queueing included
     max_body_bytes: int = 8 * 1024 * 1024
     database_url: str = ""  # empty: sqlite file in home
+    kb_url: str = ""  # knowledge bases: empty for a sqlite file in home, or postgresql://…
+    max_upload_bytes: int = 50 * 1024 * 1024  # one knowledge-base upload
 
     @property
     def models_dir(self) -> Path:
@@ -99,6 +101,10 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'hearth.db'}"
+
+    @property
+    def knowledge_url(self) -> str:
+        return self.kb_url or f"sqlite:///{self.home / 'kb.db'}"
 
     def served_models(self) -> list[str]:
         return list(self.served) if self.served else list(self.models)
@@ -134,6 +140,8 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
         settings = replace(settings, port=_int(env["HEARTH_PORT"], "HEARTH_PORT"))
     if "HEARTH_DATABASE_URL" in env:
         settings = replace(settings, database_url=env["HEARTH_DATABASE_URL"])
+    if "HEARTH_KB_URL" in env:
+        settings = replace(settings, kb_url=env["HEARTH_KB_URL"])
     if env.get("HEARTH_MODEL"):
         settings = settings.with_served([m.strip() for m in env["HEARTH_MODEL"].split(",")])
     if settings.default_model not in settings.models:
@@ -150,6 +158,8 @@ _SERVER_KEYS = (
     "request_timeout",
     "max_body_bytes",
     "database_url",
+    "kb_url",
+    "max_upload_bytes",
 )
 _MODEL_KEYS = {
     "engine",

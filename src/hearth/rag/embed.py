@@ -7,6 +7,7 @@ it later with another embedder is an ``EmbeddingMismatch``.
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 import httpx
@@ -70,7 +71,9 @@ class OpenAIEmbedder:
         passage_prefix: str = "",
         timeout: float = 120,
     ) -> None:
-        self.model = model
+        # Recorded on the knowledge base, so the same endpoint is used again later.
+        self.model = f"{model}@{url}"
+        self.upstream_model = model
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -83,7 +86,9 @@ class OpenAIEmbedder:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         try:
-            resp = self._http.post("/embeddings", json={"model": self.model, "input": texts})
+            resp = self._http.post(
+                "/embeddings", json={"model": self.upstream_model, "input": texts}
+            )
         except httpx.HTTPError as e:
             raise UpstreamError(f"embedding endpoint {self._http.base_url} failed: {e}") from e
         if resp.status_code != 200:
@@ -109,17 +114,26 @@ class OpenAIEmbedder:
         return self._e5.token_count(text, query=False)
 
 
-def embedder_for(model: str, url: str | None = None, api_key: str | None = None) -> Embedder:
-    """The embedder a knowledge base was created with."""
-    if url:
-        prefixes = ("query: ", "passage: ") if "e5" in model.lower() else ("", "")
+def embedder_for(spec: str) -> Embedder:
+    """``multilingual-e5-small`` (bundled) or ``MODEL@URL`` for an OpenAI-compatible
+    endpoint, e.g. ``multilingual-e5-small@http://127.0.0.1:8000/v1``; its API key, if
+    any, comes from ``$HEARTH_EMBED_API_KEY``."""
+    model, sep, url = spec.partition("@")
+    if sep:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"embedder '{spec}': the part after @ must be an http(s) URL")
+        e5 = "e5" in model.lower()
         return OpenAIEmbedder(
-            url, model, api_key=api_key, query_prefix=prefixes[0], passage_prefix=prefixes[1]
+            url,
+            model,
+            api_key=os.environ.get("HEARTH_EMBED_API_KEY"),
+            query_prefix="query: " if e5 else "",
+            passage_prefix="passage: " if e5 else "",
         )
     if model != E5_NAME:
         raise ConfigError(
-            f"embedding model '{model}' is not bundled; give its endpoint URL "
-            f"(--embed-url) or use {E5_NAME}"
+            f"embedding model '{model}' is not bundled; name its endpoint as MODEL@URL "
+            f"or use {E5_NAME}"
         )
     return E5Embedder()
 

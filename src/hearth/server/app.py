@@ -26,21 +26,25 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        calllog = open_calllog(settings.db_url)
-        app.state.services = Services(settings, registry, calllog, Metrics(registry.loaded))
+        services = Services(
+            settings, registry, open_calllog(settings.db_url), Metrics(registry.loaded)
+        )
+        app.state.services = services
         for name in preload or []:
             await registry.get(name)
         try:
             yield
         finally:
             await registry.close()
-            calllog.close()
+            services.close()
 
     app = FastAPI(title="hearth", version=_version(), lifespan=lifespan)
     errors.install(app)
     for module in (generate, embeddings, models, tokens, ops):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
+    )
     return app
 
 

@@ -74,7 +74,10 @@ async def generate(
     stream: bool,
     include_usage: bool | None,
     http: Request,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse | StreamingResponse | Response:
+    """``extra`` (e.g. a knowledge base's sources) joins the whole response, or comes as
+    one more event before ``[DONE]`` in a stream."""
     kind = "chat" if isinstance(request, ChatRequest) else "completion"
     call = Call(
         services,
@@ -109,9 +112,9 @@ async def generate(
             e.param = "messages" if kind == "chat" else "prompt"
         raise
     if not stream:
-        return await _whole(call, renderer, engine, request, first, chunks, http)
+        return await _whole(call, renderer, engine, request, first, chunks, http, extra)
     return StreamingResponse(
-        _events(call, renderer, engine, request, first, chunks, include_usage),
+        _events(call, renderer, engine, request, first, chunks, include_usage, extra),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -125,6 +128,7 @@ async def _whole(
     first: Delta | None,
     chunks: AsyncGenerator[Delta, None],
     http: Request,
+    extra: dict[str, Any] | None,
 ) -> JSONResponse | Response:
     async def collect() -> None:
         if first is not None:
@@ -155,7 +159,7 @@ async def _whole(
         watch.cancel()
         await chunks.aclose()
     await call.finish(r.usage or Usage(), "ok")
-    return JSONResponse(r.whole())
+    return JSONResponse(r.whole() | (extra or {}))
 
 
 async def _events(
@@ -166,6 +170,7 @@ async def _events(
     first: Delta | None,
     chunks: AsyncGenerator[Delta, None],
     include_usage: bool | None,
+    extra: dict[str, Any] | None,
 ) -> AsyncIterator[bytes]:
     status, error = "cancelled", None
     try:
@@ -191,6 +196,8 @@ async def _events(
             chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
             yield _sse(r.usage_chunk(r.usage))
+        if extra:
+            yield _sse({"id": call.id, "object": "extra", **extra})
         yield b"data: [DONE]\n\n"
         status = "ok"
     except HearthError as e:

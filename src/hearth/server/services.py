@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from hearth.config import Settings
 from hearth.engines.registry import ModelRegistry
+from hearth.rag.kb import open_store
+from hearth.rag.stores.base import Store
 from hearth.server.metrics import Metrics
 from hearth.storage.calllog import CallLog, CallRecord
 from hearth.types import Usage
@@ -23,6 +25,19 @@ class Services:
     registry: ModelRegistry
     calllog: CallLog
     metrics: Metrics
+    _kb: Store | None = None
+
+    @property
+    def kb(self) -> Store:
+        """The knowledge-base store, opened on first use so serving never depends on it."""
+        if self._kb is None:
+            self._kb = open_store(self.settings.knowledge_url)
+        return self._kb
+
+    def close(self) -> None:
+        self.calllog.close()
+        if self._kb is not None:
+            self._kb.close()
 
 
 @dataclass

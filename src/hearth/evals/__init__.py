@@ -1,0 +1,1 @@
+"""Evaluations: retrieval quality now; multiple-choice (C-Eval style) later."""

@@ -1,0 +1,187 @@
+"""/v1/knowledge_bases: create, list, upload, documents, search and ask over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth.errors import PayloadTooLarge, UserError
+from hearth.rag.answer import build_prompt
+from hearth.rag.embed import E5_NAME, embedder_for
+from hearth.rag.ingest import ingest
+from hearth.rag.kb import embedder_of
+from hearth.rag.retrieve import DEFAULT_THRESHOLD, Result, search
+from hearth.rag.stores.base import Filters
+from hearth.server.generation import check_capabilities, generate
+from hearth.server.routes.deps import services
+from hearth.server.services import Services
+from hearth.types import ChatRequest, GenerationParams
+
+router = APIRouter(prefix="/v1/knowledge_bases")
+
+
+class CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[\w\-.\u4e00-\u9fff]+$")
+    embedder: str = E5_NAME
+    description: str = ""
+
+
+class SearchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1)
+    k: int = Field(default=5, ge=1, le=100)
+    mode: str = Field(default="hybrid", pattern="^(hybrid|vector|keyword)$")
+    threshold: float | None = DEFAULT_THRESHOLD
+    documents: list[str] = []
+    tags: list[str] = []
+
+
+class AskBody(SearchBody):
+    query: str = Field(default="", alias="question")
+    model: str | None = None
+    max_tokens: int = Field(default=512, ge=1)
+    stream: bool = False
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def result_json(r: Result) -> dict[str, Any]:
+    c = r.chunk
+    return {
+        "rank": r.rank,
+        "score": r.score,
+        "vector_score": r.vector_score,
+        "keyword_score": r.keyword_score,
+        "citation": r.citation(),
+        "document": c.document,
+        "page": c.page,
+        "section": list(c.headings),
+        "start": c.start,
+        "end": c.end,
+        "text": c.text,
+    }
+
+
+@router.post("", status_code=201)
+async def create(body: CreateBody, svc: Services = Depends(services)) -> dict[str, Any]:
+    emb = await asyncio.to_thread(embedder_for, body.embedder)
+    kb = await asyncio.to_thread(svc.kb.create_kb, body.name, emb.model, emb.dim, body.description)
+    return dataclasses.asdict(kb)
+
+
+@router.get("")
+async def list_kbs(svc: Services = Depends(services)) -> dict[str, Any]:
+    kbs = await asyncio.to_thread(svc.kb.list_kbs)
+    return {"object": "list", "data": [dataclasses.asdict(k) for k in kbs]}
+
+
+@router.get("/{name}")
+async def get_kb(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return dataclasses.asdict(await asyncio.to_thread(svc.kb.get_kb, name))
+
+
+@router.delete("/{name}")
+async def drop(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    await asyncio.to_thread(svc.kb.get_kb, name)
+    await asyncio.to_thread(svc.kb.drop_kb, name)
+    return {"deleted": name}
+
+
+@router.post("/{name}/documents")
+async def upload(
+    name: str, files: list[UploadFile], svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Multipart upload (field ``files``, repeatable); ingested before the answer."""
+    kb = await asyncio.to_thread(svc.kb.get_kb, name)
+    limit = svc.settings.max_upload_bytes
+    with tempfile.TemporaryDirectory(prefix="hearth-upload-") as tmp:
+        paths = []
+        for f in files:
+            filename = Path(f.filename or "").name
+            if not filename:
+                raise UserError("every uploaded file needs a file name", param="files")
+            data = await f.read(limit + 1)
+            if len(data) > limit:
+                raise PayloadTooLarge(
+                    f"{filename} is larger than the upload limit of {limit} bytes "
+                    "(setting max_upload_bytes)",
+                    param="files",
+                )
+            path = Path(tmp) / filename
+            path.write_bytes(data)
+            paths.append(path)
+        emb = await asyncio.to_thread(embedder_of, kb)
+        report = await asyncio.to_thread(ingest, svc.kb, emb, name, paths)
+    return dataclasses.asdict(report) | {"chunks_per_second": report.chunks_per_second}
+
+
+@router.get("/{name}/documents")
+async def documents(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    records = await asyncio.to_thread(svc.kb.documents, name)
+    return {"object": "list", "data": [dataclasses.asdict(r) for r in records]}
+
+
+@router.delete("/{name}/documents/{document:path}")
+async def delete_document(
+    name: str, document: str, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    await asyncio.to_thread(svc.kb.get_kb, name)
+    if not await asyncio.to_thread(svc.kb.delete_document, name, document):
+        raise UserError(f"no document '{document}' in '{name}'", param="document")
+    return {"deleted": document}
+
+
+async def _search(svc: Services, name: str, body: SearchBody) -> list[Result]:
+    kb = await asyncio.to_thread(svc.kb.get_kb, name)
+    emb = await asyncio.to_thread(embedder_of, kb)
+    filters = Filters(tuple(body.documents), tuple(body.tags))
+    return await asyncio.to_thread(
+        search,
+        svc.kb,
+        emb,
+        name,
+        body.query,
+        k=body.k,
+        mode=body.mode,
+        filters=filters,
+        threshold=body.threshold,
+    )
+
+
+@router.post("/{name}/search")
+async def search_route(
+    name: str, body: SearchBody, svc: Services = Depends(services)
+) -> dict[str, Any]:
+    results = await _search(svc, name, body)
+    return {"object": "list", "query": body.query, "data": [result_json(r) for r in results]}
+
+
+@router.post("/{name}/ask", response_model=None)
+async def ask(
+    name: str, body: AskBody, http: Request, svc: Services = Depends(services)
+) -> JSONResponse | StreamingResponse | Response:
+    """Answer from the knowledge base: a chat completion plus ``sources``."""
+    if not body.query.strip():
+        raise UserError("question is required", param="question")
+    results = await _search(svc, name, body)
+    runner = await svc.registry.get(body.model or svc.settings.default_model)
+    prompt = await build_prompt(runner.engine, body.query, results, max_tokens=body.max_tokens)
+    request = ChatRequest(prompt.messages, GenerationParams(max_tokens=body.max_tokens))
+    check_capabilities(runner, request.params)
+    sources = [{"n": i, **result_json(r)} for i, r in enumerate(prompt.sources, start=1)]
+    return await generate(
+        svc,
+        runner,
+        request,
+        stream=body.stream,
+        include_usage=None,
+        http=http,
+        extra={"sources": sources},
+    )
