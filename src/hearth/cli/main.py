@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from hearth.cli import chat, estimate, models, pull, serve, usage
+    from hearth.cli import chat, estimate, models, pull, serve, tokens, usage
 
     models.app.command("pull")(pull.pull)
     models.app.command("estimate")(estimate.estimate)
@@ -30,6 +30,7 @@ def _register() -> None:
     app.command("chat")(chat.chat)
     app.command("usage")(usage.usage)
     app.add_typer(models.app, name="models")
+    app.add_typer(tokens.app, name="tokens")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from hearth.errors import Unsupported
 from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
+from hearth.tokens import describe
 
 router = APIRouter()
 
@@ -20,14 +21,10 @@ async def tokenize(body: TokenizeBody, svc: Services = Depends(services)) -> dic
     pieces = await runner.engine.tokenize(
         body.content, add_special=body.add_special, parse_special=body.parse_special
     )
-    tokens: list[Any]
-    if body.with_pieces:
-        tokens = [
-            {"id": p.id, "piece": p.text, "bytes": list(p.piece), "partial": p.partial}
-            for p in pieces
-        ]
-    else:
-        tokens = [p.id for p in pieces]
+    # with pieces: the same rows `hearth tokens inspect` shows
+    tokens: list[Any] = (
+        [t.as_dict() for t in describe(pieces)] if body.with_pieces else [p.id for p in pieces]
+    )
     return {"model": name, "count": len(pieces), "tokens": tokens}
 
 
