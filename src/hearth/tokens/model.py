@@ -11,12 +11,14 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hearth.config import Settings
 from hearth.engines.base import Engine, count_chat_tokens
 from hearth.engines.registry import engine_class, resolve
 from hearth.errors import ConfigError, ModelNotFound, Unsupported
+from hearth.hub.gguf_info import read_facts
 from hearth.types import Message, TokenPiece
 
 T = TypeVar("T")
@@ -27,11 +29,11 @@ _CONTEXT = 256
 
 class ModelTokenizer:
     kind = "model"
-    vocab_size: int | None = None  # the Engine protocol does not expose it
 
-    def __init__(self, name: str, engine: Engine) -> None:
+    def __init__(self, name: str, engine: Engine, vocab_size: int | None = None) -> None:
         self.name = name
         self.engine = engine
+        self.vocab_size = vocab_size  # read from the model file; engines do not report it
         self._pieces: dict[int, bytes] = {}  # exact bytes of every token seen so far
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -107,4 +109,5 @@ def open_model(name: str, settings: Settings, _seen: tuple[str, ...] = ()) -> Mo
     engine: Engine = engine_class(spec.engine)(replace(spec, parallel=1, context=_CONTEXT))
     if not engine.capabilities.tokenize:
         raise Unsupported(f"model '{name}' does not expose its tokenizer", param="model")
-    return ModelTokenizer(name, engine)
+    vocab = read_facts(Path(spec.path)).vocab_size if spec.path else None
+    return ModelTokenizer(name, engine, vocab)
