@@ -16,11 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+
+if TYPE_CHECKING:  # only types: scripts that do not stream need not import openai
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -230,7 +232,7 @@ class ServerProcess:
     """One server subprocess: started, polled until ready, and always stopped.
 
     Output goes to a log file rather than a pipe: a full pipe would stall the server
-    mid-benchmark, and the tail of the log is what explains a failed start.
+    mid-benchmark; its tail is printed when anything fails while the server runs.
     """
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
@@ -269,8 +271,8 @@ class ServerProcess:
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with code {self.proc.returncode} before it was ready:\n"
-                    f"{self.log_tail()}"
+                    f"{self.name} exited with code {self.proc.returncode} before it was ready "
+                    "(its log is above)"
                 )
             try:
                 resp = httpx.get(url, timeout=2)
@@ -279,7 +281,7 @@ class ServerProcess:
             except httpx.TransportError:
                 pass  # not listening yet
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s (its log is above)")
 
     def rss_mib(self) -> dict[str, float]:
         """Resident memory now (VmRSS) and at its peak (VmHWM), in MiB."""
