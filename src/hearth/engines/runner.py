@@ -65,10 +65,13 @@ class Runner:
         async with self.slot(deadline):
             chunks = start()
             try:
+                loop = asyncio.get_running_loop()
+                offset = loop.time() - time.monotonic()  # deadline on the loop's clock
                 while True:
-                    remaining = deadline - time.monotonic()
                     try:
-                        chunk = await asyncio.wait_for(anext(chunks), max(0.0, remaining))
+                        # timeout_at, not wait_for: no extra task per token on the hot path
+                        async with asyncio.timeout_at(deadline + offset):
+                            chunk = await anext(chunks)
                     except StopAsyncIteration:
                         return
                     except TimeoutError as e:
