@@ -42,8 +42,15 @@ test-slow: $(STAMP) $(LEGACY)/.installed
 
 test: lint test-fast test-slow
 
-bench: $(STAMP)
-	$(BIN)/python bench/serve.py
+# The peer for bench/serve.py: llama-cpp-python's own OpenAI server (a source build, ~11 min).
+PEER := .cache/peer
+$(PEER)/bin/python:
+	$(PY) -m venv $(PEER)
+	$(PEER)/bin/pip install -q 'llama-cpp-python[server]'
+
+bench: $(STAMP) $(PEER)/bin/python
+	$(BIN)/python bench/serve.py --peer-python $(PEER)/bin/python
+	$(BIN)/python bench/tokens.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
