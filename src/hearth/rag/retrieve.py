@@ -1,16 +1,23 @@
 """Retrieval: vector, keyword or hybrid (reciprocal rank fusion), with a relevance gate.
 
-The gate is on the query, not on each hit: when even the closest chunk is less similar than
-``threshold``, the query is small talk or out of the knowledge base's domain and nothing
-is returned ("你好" must not pull documents into the prompt). Otherwise hybrid search fuses
-the two rankings, so a product code found only by keywords and a paraphrase found only by
-meaning both make it to the top.
+The gate is on the query, not on each hit, and it has two signals, because similarity
+alone does not separate them: with e5, "谢谢" is as close to some handbook chunk (0.87) as a
+real question is to its answer. A query is small talk, and retrieves nothing, when
+
+- even the closest chunk is less similar than ``threshold`` (out of the domain), or
+- it is clearly closer to everyday chit-chat ("你好", "thanks", "how are you" ...) than to
+  anything in the knowledge base, or about as close and none of its words occurs in it.
+
+Otherwise hybrid search fuses the two rankings, so a product code found only by keywords
+and a paraphrase found only by meaning both make it to the top.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from hearth.errors import UserError
 from hearth.rag.embed import Embedder
@@ -21,8 +28,72 @@ from hearth.types import Chunk, Hit
 Mode = Literal["hybrid", "vector", "keyword"]
 MODES: tuple[str, ...] = ("hybrid", "vector", "keyword")
 RRF_K = 60  # the usual constant: damps the weight of the very first ranks
-DEFAULT_THRESHOLD = 0.80  # e5 cosine; tuned on the sample corpus (see tests/rag)
+DEFAULT_THRESHOLD = 0.80  # e5 cosine below which nothing in the KB is about the query
 CANDIDATES = 4  # each ranking contributes k × CANDIDATES candidates to the fusion
+CLEAR_GAP = 0.03  # closer to chit-chat than to the KB by this much: small talk
+NEAR_GAP = 0.03  # within this, small talk unless a query word occurs in the KB
+
+# Everyday chit-chat, both languages: what a greeting or a thank-you looks like to e5.
+SMALL_TALK = (
+    "你好",
+    "您好",
+    "嗨",
+    "哈喽",
+    "早上好",
+    "中午好",
+    "晚上好",
+    "晚安",
+    "在吗",
+    "有人吗",
+    "谢谢",
+    "多谢",
+    "谢谢你的帮助",
+    "不客气",
+    "没关系",
+    "再见",
+    "拜拜",
+    "回头见",
+    "好的",
+    "嗯嗯",
+    "哈哈",
+    "明白了",
+    "你是谁",
+    "你叫什么名字",
+    "你能做什么",
+    "你好吗",
+    "最近怎么样",
+    "辛苦了",
+    "没事了",
+    "我们聊聊天吧",
+    "今天心情不错",
+    "hello",
+    "hi",
+    "hey",
+    "good morning",
+    "good afternoon",
+    "good evening",
+    "good night",
+    "thanks",
+    "thank you",
+    "thanks a lot",
+    "you're welcome",
+    "no problem",
+    "bye",
+    "goodbye",
+    "see you",
+    "ok",
+    "okay",
+    "cool",
+    "great",
+    "lol",
+    "who are you",
+    "what's your name",
+    "what can you do",
+    "how are you",
+    "how's it going",
+    "nice to meet you",
+    "let's chat",
+)
 
 
 @dataclass(frozen=True)
@@ -62,21 +133,40 @@ def search(
     if not query:
         raise UserError("the query is empty", param="query")
     n = k * CANDIDATES if mode == "hybrid" else k
+    words = terms(query)
+    keyword_hits = store.keyword_search(kb, words, n, filters) if words else []
     vector_hits: list[Hit] = []
     if mode in ("hybrid", "vector"):
-        vector_hits = store.vector_search(kb, embedder.query(query), n, filters)
-        best = vector_hits[0].score if vector_hits else 0.0
-        if threshold is not None and best < threshold:
+        vector = embedder.query(query)
+        vector_hits = store.vector_search(kb, vector, n, filters)
+        if threshold is not None and _small_talk(
+            embedder, vector, vector_hits, keyword_hits, threshold
+        ):
             return []
-    keyword_hits: list[Hit] = []
-    if mode in ("hybrid", "keyword"):
-        words = terms(query)
-        keyword_hits = store.keyword_search(kb, words, n, filters) if words else []
     if mode == "vector":
         return _results(vector_hits, {h.chunk_id: h.score for h in vector_hits}, {})
     if mode == "keyword":
         return _results(keyword_hits, {}, {h.chunk_id: h.score for h in keyword_hits})
     return fuse(vector_hits, keyword_hits)[:k]
+
+
+_exemplars: dict[str, np.ndarray] = {}
+
+
+def _small_talk(
+    embedder: Embedder,
+    vector: np.ndarray,
+    vector_hits: list[Hit],
+    keyword_hits: list[Hit],
+    threshold: float,
+) -> bool:
+    best = vector_hits[0].score if vector_hits else 0.0
+    if best < threshold:
+        return True
+    if embedder.model not in _exemplars:
+        _exemplars[embedder.model] = np.stack([embedder.query(t) for t in SMALL_TALK])
+    gap = float((_exemplars[embedder.model] @ vector).max()) - best
+    return gap > CLEAR_GAP or (gap > -NEAR_GAP and not keyword_hits)
 
 
 def fuse(vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[Result]:
