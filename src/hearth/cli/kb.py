@@ -18,7 +18,7 @@ from hearth.errors import UserError
 from hearth.rag import ingest as ingest_mod
 from hearth.rag.embed import E5_NAME, embedder_for
 from hearth.rag.kb import embedder_of, open_store
-from hearth.rag.retrieve import DEFAULT_THRESHOLD, Result, search
+from hearth.rag.retrieve import DEFAULT_THRESHOLD, search
 from hearth.rag.stores.base import Filters, Store
 
 app = typer.Typer(
@@ -182,23 +182,6 @@ def rm(
         console.print(f"removed knowledge base {name}")
 
 
-def _result_json(r: Result) -> dict[str, Any]:
-    c = r.chunk
-    return {
-        "rank": r.rank,
-        "score": r.score,
-        "vector_score": r.vector_score,
-        "keyword_score": r.keyword_score,
-        "citation": r.citation(),
-        "document": c.document,
-        "page": c.page,
-        "section": list(c.headings),
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-    }
-
-
 @app.command("search")
 def search_cmd(
     name: str,
@@ -216,7 +199,7 @@ def search_cmd(
     filters = Filters(tuple(doc or ()), tuple(tag or ()))
     results = search(store, emb, name, query, k=k, mode=mode, filters=filters, threshold=threshold)
     if as_json:
-        _emit([_result_json(r) for r in results])
+        _emit([r.as_dict() for r in results])
         return
     if not results:
         console.print("Nothing relevant found.")

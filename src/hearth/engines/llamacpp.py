@@ -27,6 +27,7 @@ import httpx
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
+from hearth.engines.openai_chunks import deltas
 from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
 from hearth.types import (
     ChatRequest,
@@ -35,9 +36,7 @@ from hearth.types import (
     Embeddings,
     GenerationParams,
     Message,
-    TokenLogprob,
     TokenPiece,
-    TopLogprob,
     Usage,
 )
 
@@ -220,7 +219,7 @@ class LlamaCppEngine:
                     break
                 if isinstance(item, Exception):
                     raise EngineError(f"llama.cpp failed: {item}") from item
-                for chunk in _chunks(item, index):
+                for chunk in _deltas(item, index):
                     yield chunk
         finally:
             # llama.cpp reads this on its next chunk and drops the request, freeing the slot.
@@ -246,42 +245,10 @@ def _piece_bytes(piece: str | list[int]) -> bytes:
     return bytes(piece) if isinstance(piece, list) else piece.encode("utf-8")
 
 
-def _chunks(data: dict[str, Any], index: int) -> list[Delta]:
+def _deltas(data: dict[str, Any], index: int) -> list[Delta]:
     if "error" in data:
         raise _error(data["error"])
-    out = []
-    for choice in data.get("choices", []):
-        text = choice.get("text")
-        if text is None:
-            text = (choice.get("delta") or {}).get("content") or ""
-        lp = _logprobs(choice.get("logprobs"))
-        if text or lp or choice.get("finish_reason"):
-            out.append(
-                Delta(
-                    index=index, text=text, finish_reason=choice.get("finish_reason"), logprobs=lp
-                )
-            )
-    usage = data.get("usage")
-    if usage:
-        out.append(Delta(usage=Usage(usage["prompt_tokens"], usage["completion_tokens"])))
-    return out
-
-
-def _logprobs(raw: dict[str, Any] | None) -> list[TokenLogprob] | None:
-    if not raw or not raw.get("content"):
-        return None
-    return [
-        TokenLogprob(
-            token=t["token"],
-            logprob=t["logprob"],
-            bytes=t.get("bytes"),
-            top=tuple(
-                TopLogprob(x["token"], x["logprob"], x.get("bytes"))
-                for x in t.get("top_logprobs", [])
-            ),
-        )
-        for t in raw["content"]
-    ]
+    return deltas(data, index)
 
 
 def _error(err: dict[str, Any]) -> Exception:

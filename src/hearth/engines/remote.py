@@ -17,6 +17,7 @@ import httpx
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities, Engine, count_chat_tokens
+from hearth.engines.openai_chunks import deltas
 from hearth.errors import (
     ContextLengthExceeded,
     HearthError,
@@ -32,9 +33,7 @@ from hearth.types import (
     Embeddings,
     GenerationParams,
     Message,
-    TokenLogprob,
     TokenPiece,
-    TopLogprob,
     Usage,
 )
 
@@ -107,7 +106,7 @@ class RemoteEngine:
                     continue
                 if "error" in data:
                     raise UpstreamError(f"upstream error: {data['error']}")
-                for chunk in _chunks(data):
+                for chunk in deltas(data):
                     if chunk.usage is not None:
                         usage = chunk.usage
                         continue
@@ -221,44 +220,6 @@ def _sse_data(line: str) -> dict[str, Any] | None:
     except json.JSONDecodeError as e:
         raise UpstreamError(f"upstream sent a line that is not JSON: {raw[:200]}") from e
     return data
-
-
-def _chunks(data: dict[str, Any]) -> list[Delta]:
-    out = []
-    for choice in data.get("choices") or []:
-        text = choice.get("text")
-        if text is None:
-            text = (choice.get("delta") or {}).get("content") or ""
-        lp = _logprobs(choice.get("logprobs"))
-        out.append(
-            Delta(
-                index=choice.get("index", 0),
-                text=text,
-                finish_reason=choice.get("finish_reason"),
-                logprobs=lp,
-            )
-        )
-    usage = data.get("usage")
-    if usage:
-        out.append(Delta(usage=Usage(usage["prompt_tokens"], usage.get("completion_tokens", 0))))
-    return [c for c in out if c.text or c.finish_reason or c.logprobs or c.usage]
-
-
-def _logprobs(raw: dict[str, Any] | None) -> list[TokenLogprob] | None:
-    if not raw or not raw.get("content"):
-        return None
-    return [
-        TokenLogprob(
-            t["token"],
-            t["logprob"],
-            t.get("bytes"),
-            tuple(
-                TopLogprob(x["token"], x["logprob"], x.get("bytes"))
-                for x in t.get("top_logprobs") or []
-            ),
-        )
-        for t in raw["content"]
-    ]
 
 
 def _upstream_error(resp: httpx.Response, name: str) -> HearthError:

@@ -15,7 +15,7 @@ and a paraphrase found only by meaning both make it to the top.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -103,6 +103,23 @@ class Result:
     score: float  # fused (hybrid) or the mode's own score
     vector_score: float | None
     keyword_score: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the CLI's --json and the HTTP API show the same fields."""
+        c = self.chunk
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "vector_score": self.vector_score,
+            "keyword_score": self.keyword_score,
+            "citation": self.citation(),
+            "document": c.document,
+            "page": c.page,
+            "section": list(c.headings),
+            "start": c.start,
+            "end": c.end,
+            "text": c.text,
+        }
 
     def citation(self) -> str:
         """``file.pdf p.3 § Heading > Sub`` — what a reader needs to find the passage."""

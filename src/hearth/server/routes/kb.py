@@ -52,23 +52,6 @@ class AskBody(SearchBody):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-def result_json(r: Result) -> dict[str, Any]:
-    c = r.chunk
-    return {
-        "rank": r.rank,
-        "score": r.score,
-        "vector_score": r.vector_score,
-        "keyword_score": r.keyword_score,
-        "citation": r.citation(),
-        "document": c.document,
-        "page": c.page,
-        "section": list(c.headings),
-        "start": c.start,
-        "end": c.end,
-        "text": c.text,
-    }
-
-
 @router.post("", status_code=201)
 async def create(body: CreateBody, svc: Services = Depends(services)) -> dict[str, Any]:
     emb = await asyncio.to_thread(embedder_for, body.embedder)
@@ -160,7 +143,7 @@ async def search_route(
     name: str, body: SearchBody, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     results = await _search(svc, name, body)
-    return {"object": "list", "query": body.query, "data": [result_json(r) for r in results]}
+    return {"object": "list", "query": body.query, "data": [r.as_dict() for r in results]}
 
 
 @router.post("/{name}/ask", response_model=None)
@@ -173,9 +156,9 @@ async def ask(
     results = await _search(svc, name, body)
     runner = await svc.registry.get(body.model or svc.settings.default_model)
     prompt = await build_prompt(runner.engine, body.query, results, max_tokens=body.max_tokens)
-    request = ChatRequest(prompt.messages, GenerationParams(max_tokens=body.max_tokens))
+    request = ChatRequest(prompt.messages, GenerationParams(max_tokens=prompt.max_tokens))
     check_capabilities(runner, request.params)
-    sources = [{"n": i, **result_json(r)} for i, r in enumerate(prompt.sources, start=1)]
+    sources = [{"n": i, **r.as_dict()} for i, r in enumerate(prompt.sources, start=1)]
     return await generate(
         svc,
         runner,
