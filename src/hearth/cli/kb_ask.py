@@ -28,7 +28,7 @@ async def run_ask(
     try:
         runner = await registry.get(model)
         prompt = await build_prompt(runner.engine, question, results, max_tokens=max_tokens)
-        request = ChatRequest(prompt.messages, GenerationParams(max_tokens=max_tokens))
+        request = ChatRequest(prompt.messages, GenerationParams(max_tokens=prompt.max_tokens))
         text = ""
         async for delta in runner.stream(lambda: runner.engine.stream_chat(request)):
             text += delta.text

@@ -27,6 +27,7 @@ class AnswerPrompt:
     messages: list[Message]
     sources: list[Result]  # the chunks that made it into the prompt, numbered from 1
     prompt_tokens: int
+    max_tokens: int  # room left for the answer
 
 
 def language(text: str) -> str:
@@ -48,7 +49,9 @@ def _messages(question: str, sources: list[Result]) -> list[Message]:
 async def build_prompt(
     engine: Engine, question: str, results: list[Result], *, max_tokens: int
 ) -> AnswerPrompt:
-    """Keep the best-ranked chunks that fit: context = prompt + sources + the answer."""
+    """Keep the best-ranked chunks that fit: context = prompt + sources + the answer.
+    The answer gets at most half the context, so sources always have room."""
+    max_tokens = min(max_tokens, engine.context_length // 2)
     budget = engine.context_length - max_tokens
     chosen: list[Result] = []
     used = await count_chat_tokens(engine, _messages(question, chosen))
@@ -58,4 +61,4 @@ async def build_prompt(
         if tokens > budget:
             continue  # a later, shorter chunk may still fit
         chosen, used = trial, tokens
-    return AnswerPrompt(_messages(question, chosen), chosen, used)
+    return AnswerPrompt(_messages(question, chosen), chosen, used, max_tokens)

@@ -13,7 +13,7 @@ from hearth.engines.registry import ModelRegistry
 from hearth.server import errors
 from hearth.server.limits import BodyLimit
 from hearth.server.metrics import Metrics
-from hearth.server.routes import embeddings, generate, models, ops, tokens
+from hearth.server.routes import embeddings, generate, kb, models, ops, tokens
 from hearth.server.services import Services
 from hearth.storage.calllog import open_calllog
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
 
     app = FastAPI(title="hearth", version=_version(), lifespan=lifespan)
     errors.install(app)
-    for module in (generate, embeddings, models, tokens, ops):
+    for module in (generate, embeddings, models, tokens, ops, kb):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
