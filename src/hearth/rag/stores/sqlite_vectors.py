@@ -1,15 +1,16 @@
 """Exact vector search for the SQLite store: an in-process copy of each knowledge base's
 vectors, refreshed from the database whenever the knowledge base's ``version`` moves.
 
-Why a copy in memory and not an index in the file: on two cores a numpy matrix-vector product
-over 100k x 384 float32 takes about 7-10 ms and is exact, while the in-SQLite options measured
-slower or worse (bench/rag_search.py): sqlite-vec's brute-force KNN about 65 ms, its
-binary-quantised KNN plus float re-scoring 12-37 ms with recall@10 of 0.2-0.5 on unstructured
-vectors. The file stays the single source of truth: every write bumps the version in the same
-transaction, and a search compares versions before trusting the copy, so another process's
-writes are seen on the next search. The cost is memory: 4 x dim bytes per chunk (150 MB for
-100k chunks of 384 dims), plus up to a quarter more as room to grow; past that scale, use the
-pgvector store.
+Why a copy in memory and not an index in the file: on two cores a search over 100k x 384
+float32 takes about 8 ms (16 ms with the other core busy) and is exact, while the in-SQLite
+options measured slower or worse (bench/rag_search.py): sqlite-vec's brute-force KNN about
+65 ms, its binary-quantised KNN plus float re-scoring 12-37 ms with recall@10 of 0.2-0.5 on
+unstructured vectors. (HNSW via usearch was tried too: recall@10 under 0.4 on such vectors,
+and minutes to build.) The file stays the single source of truth: every write bumps the
+version in the same transaction, and a search compares versions before trusting the copy,
+so another process's writes are seen on the next search. The cost is memory: 4 x dim bytes
+per chunk (150 MB for 100k chunks of 384 dims), plus up to a quarter more as room to grow;
+past that scale, use the pgvector store.
 """
 
 from __future__ import annotations
