@@ -40,26 +40,30 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     ),
 ]
 
-_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied REAL NOT NULL
-)
-"""
+BOOKKEEPING = "schema_migrations"
 
 
-def applied_versions(db: Database) -> list[int]:
-    db.execute(_BOOKKEEPING)
-    rows = db.query("SELECT version FROM schema_migrations ORDER BY version")
+def applied_versions(db: Database, table: str = BOOKKEEPING) -> list[int]:
+    _check_name(table)
+    db.execute(
+        f"CREATE TABLE IF NOT EXISTS {table} "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
+    )
+    rows = db.query(f"SELECT version FROM {table} ORDER BY version")
     return [row["version"] for row in rows]
 
 
-def migrate(db: Database, migrations: list[tuple[int, str, str]] = MIGRATIONS) -> list[int]:
-    """Apply the migrations ``db`` lacks, in order; return the versions applied now."""
+def migrate(
+    db: Database,
+    migrations: list[tuple[int, str, str]] = MIGRATIONS,
+    *,
+    table: str = BOOKKEEPING,
+) -> list[int]:
+    """Apply the migrations ``db`` lacks, in order; return the versions applied now.
+    ``table`` keeps the bookkeeping, so another schema (knowledge bases) can share a file."""
     _check_order(migrations)
     known = {version for version, _, _ in migrations}
-    applied = applied_versions(db)
+    applied = applied_versions(db, table)
     newer = [v for v in applied if v not in known]
     if newer:
         raise ConfigError(
@@ -72,15 +76,20 @@ def migrate(db: Database, migrations: list[tuple[int, str, str]] = MIGRATIONS) -
             continue
         with db.transaction():
             # Re-check inside the write lock: another process may have migrated meanwhile.
-            if db.query("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
+            if db.query(f"SELECT 1 FROM {table} WHERE version = ?", (version,)):
                 continue
             db.script(sql)
             db.execute(
-                "INSERT INTO schema_migrations (version, name, applied) VALUES (?, ?, ?)",
+                f"INSERT INTO {table} (version, name, applied) VALUES (?, ?, ?)",
                 (version, name, time.time()),
             )
         done.append(version)
     return done
+
+
+def _check_name(table: str) -> None:
+    if not table.isidentifier():
+        raise ValueError(f"not a table name: {table!r}")
 
 
 def _check_order(migrations: list[tuple[int, str, str]]) -> None:

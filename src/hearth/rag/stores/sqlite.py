@@ -26,12 +26,12 @@ from hearth.rag.stores.common import (
     document_vectors,
     fts5_query,
     keyword_texts,
-    pending,
     query_vector,
     search_terms,
 )
 from hearth.rag.stores.sqlite_vectors import VectorCache
 from hearth.storage.db import Database, SQLiteDatabase
+from hearth.storage.migrations import migrate
 from hearth.types import DocumentRecord, Hit
 
 # APPEND ONLY, like hearth.storage.migrations: files in the field already ran these.
@@ -119,7 +119,8 @@ class SQLiteStore:
         self._db: Database = SQLiteDatabase("sqlite:///" + str(self.path))
         self._vectors = VectorCache()
         try:
-            _migrate(self._db, str(self.path))
+            # Bookkeeping of its own, so the store can share a file with hearth.storage's.
+            migrate(self._db, list(MIGRATIONS), table="kb_schema_migrations")
         except BaseException:
             self._db.close()
             raise
@@ -331,25 +332,6 @@ def _documents_sql(kb_id: int, filters: Filters) -> tuple[str, list[Any]]:
         sql += f" AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({marks}))"
         params += filters.tags
     return sql, params
-
-
-def _migrate(db: Database, where: str) -> None:
-    # Bookkeeping of its own, so the store can share a file with hearth.storage's tables.
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS kb_schema_migrations "
-        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
-    )
-    applied = [r["version"] for r in db.query("SELECT version FROM kb_schema_migrations")]
-    for version, name, sql in pending(MIGRATIONS, applied, where):
-        with db.transaction():
-            # Re-checked under the write lock: another process may have migrated meanwhile.
-            if db.query("SELECT 1 FROM kb_schema_migrations WHERE version = ?", (version,)):
-                continue
-            db.script(sql)
-            db.execute(
-                "INSERT INTO kb_schema_migrations (version, name, applied) VALUES (?, ?, ?)",
-                (version, name, time.time()),
-            )
 
 
 def _knowledge_base(row: dict[str, Any]) -> KnowledgeBase:
