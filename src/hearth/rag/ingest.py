@@ -61,6 +61,7 @@ class Progress:
 class _Parsed:
     record: DocumentRecord
     chunks: list[Chunk]
+    keywords: list[str]  # per chunk: segmented terms for the keyword index
     replaces: bool
 
 
@@ -124,8 +125,7 @@ def ingest(
     for done, item in enumerate(items, start=1):
         if isinstance(item, _Parsed) and item.chunks:
             vectors = _embed(embedder, item.chunks)
-            keywords = [" ".join(terms(embed_text(c))) for c in item.chunks]
-            pending.append(NewDocument(item.record, item.chunks, vectors, keywords))
+            pending.append(NewDocument(item.record, item.chunks, vectors, item.keywords))
             pending_chunks += len(item.chunks)
             (report.replaced if item.replaces else report.added).append(item.record.name)
             report.chunks += len(item.chunks)
@@ -224,4 +224,6 @@ def _prepare(
         added=time.time(),
         tags=tuple(tags),
     )
-    return _Parsed(record, chunks, replaces=name in known)
+    # Segmenting here, in the worker, overlaps it with the embedder's run.
+    keywords = [" ".join(terms(embed_text(c))) for c in chunks]
+    return _Parsed(record, chunks, keywords, replaces=name in known)
