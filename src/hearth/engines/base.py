@@ -18,6 +18,7 @@ from hearth.types import (
     Embeddings,
     Message,
     TokenPiece,
+    Usage,
 )
 
 
@@ -67,3 +68,19 @@ async def count_chat_tokens(engine: Engine, messages: list[Message]) -> int:
     """Prompt tokens of a chat request, exactly as ``usage.prompt_tokens`` counts them."""
     prompt = await engine.render_chat(messages)
     return len(await engine.tokenize(prompt, add_special=True, parse_special=True))
+
+
+async def count_usage(
+    engine: Engine, request: ChatRequest | CompletionRequest, texts: list[str]
+) -> Usage:
+    """Usage counted by ``engine``'s tokenizer: the request's prompt as usage counts it, and
+    each produced text (for streams cut short, or upstreams that report none)."""
+    if isinstance(request, ChatRequest):
+        prompt = await count_chat_tokens(engine, request.messages)
+    else:
+        prompt = len(await engine.tokenize(request.prompt, add_special=True))
+    produced = 0
+    for text in texts:
+        if text:
+            produced += len(await engine.tokenize(text, parse_special=False))
+    return Usage(prompt, produced)

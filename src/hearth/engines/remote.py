@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from hearth.config import ModelSpec
-from hearth.engines.base import Capabilities, Engine, count_chat_tokens
+from hearth.engines.base import Capabilities, Engine, count_usage
 from hearth.engines.openai_chunks import deltas
 from hearth.errors import (
     ContextLengthExceeded,
@@ -120,14 +120,7 @@ class RemoteEngine:
         if self.tokenizer is None:
             log.warning("upstream of '%s' gave no usage and no tokenizer is set", self.spec.name)
             return Usage()
-        if isinstance(request, ChatRequest):
-            prompt = await count_chat_tokens(self.tokenizer, request.messages)
-        else:
-            prompt = len(await self.tokenizer.tokenize(request.prompt, add_special=True))
-        produced = 0
-        for text in texts.values():
-            produced += len(await self.tokenizer.tokenize(text, parse_special=False))
-        return Usage(prompt, produced)
+        return await count_usage(self.tokenizer, request, list(texts.values()))
 
     def _client(self) -> httpx.AsyncClient:
         assert self._http is not None, "engine not started"

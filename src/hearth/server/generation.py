@@ -12,7 +12,7 @@ import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from hearth.engines.base import Engine, count_chat_tokens
+from hearth.engines.base import Engine, count_usage
 from hearth.engines.runner import Runner
 from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
 from hearth.server.errors import error_body
@@ -49,15 +49,7 @@ async def _usage_so_far(
     if r.usage is not None:
         return r.usage
     try:
-        if isinstance(request, ChatRequest):
-            prompt = await count_chat_tokens(engine, request.messages)
-        else:
-            prompt = len(await engine.tokenize(request.prompt, add_special=True))
-        produced = 0
-        for choice in r.choices.values():
-            if choice.text:
-                produced += len(await engine.tokenize(choice.text, parse_special=False))
-        return Usage(prompt, produced)
+        return await count_usage(engine, request, [c.text for c in r.choices.values()])
     except HearthError:
         return Usage()
 
