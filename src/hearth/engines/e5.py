@@ -50,9 +50,12 @@ class E5Model:
         return np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim)
 
     def token_count(self, text: str, *, query: bool = False) -> int:
-        """Tokens the model reads for ``text``, its prefix and special tokens included."""
-        with self._lock:
-            return int(self._model.token_count(text, query))
+        """Tokens the model reads for ``text``, its prefix and special tokens included.
+
+        No lock: the engine's tokenizer only reads the loaded vocabulary and allocates its
+        own buffers, so counting runs alongside an ``encode`` in another thread (ingestion
+        splits the next documents while the current ones are embedded)."""
+        return int(self._model.token_count(text, query))
 
 
 _shared: E5Model | None = None
