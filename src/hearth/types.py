@@ -15,6 +15,19 @@ class Message:
     content: str
     name: str | None = None
 
+    @classmethod
+    def from_openai(
+        cls, role: str, content: str | list[str] | None, name: str | None = None
+    ) -> Message:
+        """A message as OpenAI's chat API sends it: ``developer`` is ``system``, content is
+        a string, the texts of its text parts (joined), or null. The server's request
+        bodies and ``hearth tokens --chat`` files both read messages through this."""
+        text = "".join(content) if isinstance(content, list) else content
+        return cls(role="system" if role == "developer" else role, content=text or "", name=name)
+
+
+OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
+
 
 @dataclass
 class GenerationParams:

@@ -26,10 +26,8 @@ class WireMessage(_Body):
 
     def to_domain(self) -> Message:
         content = self.content
-        if isinstance(content, list):
-            content = "".join(p.text for p in content)
-        role = "system" if self.role == "developer" else self.role
-        return Message(role=role, content=content or "", name=self.name)
+        parts = [p.text for p in content] if isinstance(content, list) else content
+        return Message.from_openai(self.role, parts, self.name)
 
 
 class JsonSchemaSpec(_Body):

@@ -1,9 +1,6 @@
-"""A chat request's messages from a JSON file, read the way the server reads the wire.
-
-Mirrors ``hearth.server.protocol.WireMessage.to_domain`` (the tokens layer may not import
-the server): roles as OpenAI names them, ``developer`` meaning ``system``, and content as a
-string, a list of text parts (joined), or null. ``tests/tokens/test_tokens_slow.py`` checks
-that a count from these messages equals the server's ``usage.prompt_tokens``.
+"""A chat request's messages from a JSON file, read the way the server reads the wire
+(:meth:`hearth.types.Message.from_openai`): ``tests/tokens/test_tokens_slow.py`` checks that
+a count from these messages equals the server's ``usage.prompt_tokens``.
 """
 
 from __future__ import annotations
@@ -14,9 +11,8 @@ from typing import Any
 
 from hearth.errors import UserError
 from hearth.tokens.corpus import read_text
+from hearth.types import OPENAI_ROLES as ROLES
 from hearth.types import Message
-
-ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
 def read_messages(path: Path) -> list[Message]:
@@ -43,19 +39,15 @@ def _message(raw: Any, where: str) -> Message:
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         raise UserError(f"{where} has a name that is not a string")
-    return Message(
-        role="system" if role == "developer" else role,
-        content=_content(raw.get("content"), where),
-        name=name,
-    )
+    return Message.from_openai(role, _content(raw.get("content"), where), name)
 
 
-def _content(content: Any, where: str) -> str:
+def _content(content: Any, where: str) -> str | list[str] | None:
     if content is None or isinstance(content, str):
-        return content or ""
+        return content
     if isinstance(content, list) and all(
         isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
         for p in content
     ):
-        return "".join(p["text"] for p in content)
+        return [p["text"] for p in content]
     raise UserError(f'{where} content must be a string or a list of {{"type": "text", "text"}}')
