@@ -360,9 +360,26 @@ def bench_pgvector(
                 for ef in efs:
                     store.ef_search = ef
                     res[f"ef={ef}"] = measure(store, kind, Workload(data, query_sets, words), pids)
+                res["keyword overlap@10 with uncapped"] = keyword_overlap(
+                    store, url, kind, words["words"][:50]
+                )
                 store.drop_kb(kind)
             results[kind] = res
     return results
+
+
+def keyword_overlap(store: Any, url: str, kb: str, queries: list[list[str]]) -> float:
+    """What ``keyword_candidates`` costs: the share of the capped search's top 10 that the
+    same IDF-weighted ranking over every matching chunk also puts in its top 10."""
+    from hearth.rag.stores.pgvector import PgVectorStore
+
+    shares = []
+    with PgVectorStore(url, keyword_candidates=10**9) as uncapped:
+        for words in queries:
+            want = {h.chunk_id for h in uncapped.keyword_search(kb, words, K)}
+            got = {h.chunk_id for h in store.keyword_search(kb, words, K)}
+            shares.append(len(want & got) / max(len(want), 1))
+    return round(float(np.mean(shares)), 3)
 
 
 def plans(url: str, kb: str, query: np.ndarray, words: list[str]) -> dict[str, list[str]]:
@@ -370,7 +387,14 @@ def plans(url: str, kb: str, query: np.ndarray, words: list[str]) -> dict[str, l
     import psycopg
     from psycopg import sql
 
-    from hearth.rag.stores.pgvector_sql import KEYWORDS, NEAREST, fetch_one
+    from hearth.rag.stores.pgvector_sql import (
+        NEAREST,
+        TERM_CHUNKS,
+        fetch,
+        fetch_one,
+        keyword_statement,
+        plan_keywords,
+    )
 
     with psycopg.connect(url) as conn:
         kb_id = fetch_one(conn, "SELECT id FROM knowledge_bases WHERE name = %s", (kb,))["id"]
@@ -378,11 +402,12 @@ def plans(url: str, kb: str, query: np.ndarray, words: list[str]) -> dict[str, l
         vector = sql.SQL(NEAREST.replace("%(q)s", "{q}::vector").replace("%(k)s", "10")).format(
             dim=sql.Literal(DIM), kb=sql.Literal(kb_id), documents=sql.SQL(""), q=literal
         )
-        tsquery = sql.SQL(" || ").join(
-            sql.SQL("phraseto_tsquery('simple', {})").format(sql.Literal(w)) for w in words
-        )
-        keyword = sql.SQL(KEYWORDS.replace("%(k)s", "10")).format(
-            query=tsquery, kb=sql.Literal(kb_id), documents=sql.SQL("")
+        counts = fetch(conn, TERM_CHUNKS, {"kb": kb_id, "words": words})
+        total = fetch_one(conn, "SELECT count(*) AS n FROM kb_chunks WHERE kb_id = %s", (kb_id,))
+        plan = plan_keywords([(r["word"], r["chunks"]) for r in counts], total["n"], 5000)
+        assert plan is not None
+        keyword = sql.SQL(
+            keyword_statement(kb_id, plan, 5000, sql.SQL("")).as_string(conn).replace("%(k)s", "10")
         )
         out = {}
         for name, statement in (("vector", vector), ("keyword", keyword)):
@@ -429,6 +454,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--ef", type=int, nargs="+", default=[40, 100, 200])
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -445,13 +471,18 @@ def main() -> None:
         "dim": DIM,
     }
     try:
-        results["sqlite"] = bench_sqlite(args.sqlite_n, args.queries, words, folder)
+        if not args.skip_sqlite:
+            results["sqlite"] = bench_sqlite(args.sqlite_n, args.queries, words, folder)
         if not args.skip_pg:
             sizes = {"clustered": args.pg_clustered_n, "random": args.pg_random_n}
+            sizes = {kind: n for kind, n in sizes.items() if n > 0}
             results["pgvector"] = bench_pgvector(sizes, args.queries, words, folder, args.ef)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     Console(width=140).print(table(results))
+    for kind, res in results.get("pgvector", {}).items():
+        share = res["keyword overlap@10 with uncapped"]
+        print(f"pgvector {kind}: keyword top 10 shared with the uncapped ranking: {share:.3f}")
     print(f"wrote {write_json('rag_search.json', results)}")
 
 

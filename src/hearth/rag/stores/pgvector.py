@@ -3,9 +3,11 @@
 Vectors live in one ``vector`` column (knowledge bases differ in dimension); each knowledge
 base gets its own partial HNSW index over ``embedding::vector(dim)`` with
 ``vector_cosine_ops``, as pgvector recommends for mixed dimensions. Keyword search is a
-partial GIN index per knowledge base over ``to_tsvector('simple', segmented text)``, ranked
-by ``ts_rank``. Every
-``write()`` is one transaction that holds the knowledge base's row lock, so writers to one
+partial GIN index per knowledge base over ``to_tsvector('simple', segmented text)``, scored
+by ``ts_rank`` per query word weighted by the word's IDF; ``kb_terms`` keeps how many chunks
+hold each term, so that a query's common words need not rank a large share of a big knowledge
+base (see :func:`~hearth.rag.stores.pgvector_sql.plan_keywords`). Every ``write()`` is one
+transaction that holds the knowledge base's row lock, so writers to one
 knowledge base take turns and a crash leaves each document fully present or absent.
 """
 
@@ -32,8 +34,10 @@ from hearth.rag.stores.common import (
 )
 from hearth.rag.stores.pgvector_sql import (
     KB_SELECT,
-    KEYWORDS,
     NEAREST,
+    TERM_CHUNKS,
+    TERMS_ADD,
+    TERMS_REMOVE,
     Conn,
     Row,
     Vector,
@@ -44,7 +48,9 @@ from hearth.rag.stores.pgvector_sql import (
     fetch_one,
     insert_document,
     kb_row,
+    keyword_statement,
     migrate,
+    plan_keywords,
     register_vector,
 )
 from hearth.types import DocumentRecord, Hit
@@ -61,7 +67,10 @@ class PgVectorStore:
     chunks on two cores, 200 gave recall@10 0.97 at 8 ms p50 (100: 0.89-0.93 at 6 ms;
     40, pgvector's default: 0.63-0.81), see bench/rag_search.py. ``index_build_memory`` is
     ``maintenance_work_mem`` for building an index; the build is fast only while the graph
-    fits in it (about 2 GB per million 384-dimensional chunks).
+    fits in it (about 2 GB per million 384-dimensional chunks). ``keyword_candidates`` is
+    the most chunks a keyword search scores: while a query's words together occur in no more
+    chunks than that, every chunk holding any of them is ranked; past it, the rarer words
+    choose the chunks and the common ones only add to their scores.
     """
 
     def __init__(
@@ -70,9 +79,15 @@ class PgVectorStore:
         *,
         ef_search: int = 200,
         index_build_memory: str = "1GB",
+        keyword_candidates: int = 5000,
         pool_size: int = 4,
     ) -> None:
+        if keyword_candidates < 1:
+            raise InvalidRequest(
+                "keyword_candidates must be at least 1", param="keyword_candidates"
+            )
         self.ef_search = ef_search
+        self.keyword_candidates = keyword_candidates
         self.index_build_memory = index_build_memory
         try:
             with psycopg.connect(url, autocommit=True) as conn:
@@ -179,14 +194,19 @@ class PgVectorStore:
         with self._pool.connection() as conn, conn.transaction():
             row = kb_row(conn, kb, lock=True)
             space = Space(kb, row["embed_model"], row["dim"])
+            names = [doc.record.name for doc in documents]
+            conn.execute(TERMS_REMOVE, {"kb": row["id"], "names": names})  # replaced ones
+            added = []
             for doc, texts in zip(documents, keywords, strict=True):
                 # Checked inside the transaction: a bad document rolls back the ones before it.
                 vectors = document_vectors(doc, space)
-                insert_document(conn, row["id"], doc, vectors, texts)
+                added.append(insert_document(conn, row["id"], doc, vectors, texts))
+            conn.execute(TERMS_ADD, {"kb": row["id"], "documents": added})
 
     def delete_document(self, kb: str, name: str) -> bool:
         with self._pool.connection() as conn, conn.transaction():
             kb_id = kb_row(conn, kb, lock=True)["id"]
+            conn.execute(TERMS_REMOVE, {"kb": kb_id, "names": [name]})
             cursor = conn.execute(
                 "DELETE FROM kb_documents WHERE kb_id = %s AND name = %s", (kb_id, name)
             )
@@ -226,18 +246,17 @@ class PgVectorStore:
     ) -> list[Hit]:
         words = search_terms(terms)
         with self._pool.connection() as conn:
-            kb_id = kb_row(conn, kb)["id"]
+            row = kb_row(conn, kb)
             if not words or k <= 0:
                 return []
-            # Each term is a phrase query so a code like hx-2040 (which the parser splits
-            # the same way in the index) must match as a whole; the phrases are OR-ed.
-            tsquery = sql.SQL(" || ").join(
-                sql.SQL("phraseto_tsquery('simple', {})").format(sql.Literal(w)) for w in words
+            counts = fetch(conn, TERM_CHUNKS, {"kb": row["id"], "words": words})
+            plan = plan_keywords(
+                [(r["word"], r["chunks"]) for r in counts], row["chunks"], self.keyword_candidates
             )
-            documents, params = documents_sql(kb_id, filters)
-            statement = sql.SQL(KEYWORDS).format(
-                query=tsquery, kb=sql.Literal(kb_id), documents=documents
-            )
+            if plan is None:
+                return []
+            documents, params = documents_sql(row["id"], filters)
+            statement = keyword_statement(row["id"], plan, self.keyword_candidates, documents)
             rows = fetch(conn, statement, {**params, "k": k})
         return [_hit(r) for r in rows]
 

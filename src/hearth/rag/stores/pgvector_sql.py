@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,6 +70,21 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX kb_chunks_document ON kb_chunks (document_id);
         """,
     ),
+    (
+        2,
+        "keyword statistics: chunks per term",
+        """
+        CREATE TABLE kb_terms (
+            kb_id BIGINT NOT NULL REFERENCES knowledge_bases (id) ON DELETE CASCADE,
+            term TEXT NOT NULL,
+            chunks BIGINT NOT NULL,
+            PRIMARY KEY (kb_id, term)
+        );
+        INSERT INTO kb_terms (kb_id, term, chunks)
+        SELECT c.kb_id, u.lexeme, count(*) FROM kb_chunks c, unnest(c.terms) u
+        GROUP BY c.kb_id, u.lexeme;
+        """,
+    ),
 ]
 
 KB_SELECT = """
@@ -93,21 +111,118 @@ FROM (
 ORDER BY n.distance, c.id
 """
 )
-# Ranked over the chunk table alone; only the k winners are joined to their documents.
+# Keyword search, in two steps. The candidates are the chunks matching the query's rarer
+# terms, at most {cap} of them (GIN finds them); only those are scored, each term weighted by
+# its IDF from kb_terms, and only the k winners are joined to their documents.
 KEYWORDS = (
     "SELECT "
     + HIT_COLUMNS
     + """, r.score
 FROM (
-    SELECT c.id, ts_rank(c.terms, q.query) AS score
-    FROM kb_chunks c, (SELECT {query} AS query) q
-    WHERE c.kb_id = {kb} AND c.terms @@ q.query {documents}
-    ORDER BY score DESC, c.id
+    SELECT m.id, {score} AS score
+    FROM (
+        SELECT c.id, c.terms FROM kb_chunks c
+        WHERE c.kb_id = {kb} AND c.terms @@ ({candidates}) {documents}
+        LIMIT {cap}
+    ) m
+    ORDER BY score DESC, m.id
     LIMIT %(k)s
 ) r JOIN kb_chunks c ON c.id = r.id JOIN kb_documents d ON d.id = c.document_id
 ORDER BY r.score DESC, r.id
 """
 )
+# Chunks holding each query word. A word the parser splits ("hx-2040" -> hx-2040, hx, 2040)
+# is a phrase; no chunk can hold it more often than its rarest lexeme. No lexeme: 0.
+TERM_CHUNKS = """
+SELECT w.word, coalesce((
+    SELECT min(coalesce(t.chunks, 0))
+    FROM unnest(to_tsvector('simple', w.word)) u
+    LEFT JOIN kb_terms t ON t.kb_id = %(kb)s AND t.term = u.lexeme
+), 0) AS chunks
+FROM unnest(%(words)s::text[]) WITH ORDINALITY AS w(word, n)
+ORDER BY w.n
+"""
+# kb_terms upkeep, inside write()/delete's transaction (which holds the knowledge base's row
+# lock, so two writers never race on one term's count).
+TERMS_ADD = """
+INSERT INTO kb_terms (kb_id, term, chunks)
+SELECT %(kb)s, u.lexeme, count(*) FROM kb_chunks c, unnest(c.terms) u
+WHERE c.document_id = ANY(%(documents)s)
+GROUP BY u.lexeme ORDER BY u.lexeme
+ON CONFLICT (kb_id, term) DO UPDATE SET chunks = kb_terms.chunks + EXCLUDED.chunks
+"""
+TERMS_REMOVE = """
+WITH gone AS (
+    SELECT u.lexeme, count(*) AS n
+    FROM kb_documents d JOIN kb_chunks c ON c.document_id = d.id, unnest(c.terms) u
+    WHERE d.kb_id = %(kb)s AND d.name = ANY(%(names)s)
+    GROUP BY u.lexeme
+)
+UPDATE kb_terms t SET chunks = t.chunks - gone.n
+FROM gone WHERE t.kb_id = %(kb)s AND t.term = gone.lexeme
+"""
+
+
+@dataclass(frozen=True)
+class KeywordPlan:
+    """Which words find the candidates ("any" of them, or "all" when every one is common)
+    and each present word's weight."""
+
+    candidates: list[str]
+    join: str
+    weights: dict[str, float]
+
+
+def plan_keywords(counts: Sequence[tuple[str, int]], total: int, cap: int) -> KeywordPlan | None:
+    """Choose the candidate words from each word's chunk count (``counts``), out of ``total``.
+
+    All words find candidates while together they match at most ``cap`` chunks, so a small
+    knowledge base is searched exactly. Past that, the rarest words that fit under ``cap``
+    do, and the common ones only add to the scores of what those found (as a stop word
+    would, but weighted rather than ignored). When even the rarest word is in more than
+    ``cap`` chunks, the candidates are the chunks holding all the words, at most ``cap``.
+    None: no word occurs at all.
+    """
+    present = sorted(((w, n) for w, n in counts if n > 0), key=lambda pair: pair[1])
+    if not present:
+        return None
+    total = max(total, present[-1][1])
+    # BM25's IDF: rare words weigh more, a word in every chunk still a little.
+    weights = {w: math.log(1 + (total - n + 0.5) / (n + 0.5)) for w, n in present}
+    if min(sum(n for _, n in present), total) <= cap:
+        return KeywordPlan([w for w, _ in present], "any", weights)
+    rare, found = [], 0
+    for word, n in present:
+        if found + n > cap:
+            break
+        rare.append(word)
+        found += n
+    if rare:
+        return KeywordPlan(rare, "any", weights)
+    return KeywordPlan([w for w, _ in present], "all", weights)
+
+
+def keyword_statement(
+    kb_id: int, plan: KeywordPlan, cap: int, documents: sql.Composable
+) -> sql.Composed:
+    def phrase(word: str) -> sql.Composed:
+        # A phrase, so a code like hx-2040 (split the same way in the index) matches whole.
+        return sql.SQL("phraseto_tsquery('simple', {})").format(sql.Literal(word))
+
+    join = sql.SQL(" || " if plan.join == "any" else " && ")
+    score = sql.SQL(" + ").join(
+        sql.SQL("{} * ts_rank(m.terms, {})").format(sql.Literal(round(weight, 6)), phrase(word))
+        for word, weight in plan.weights.items()
+    )
+    return sql.SQL(KEYWORDS).format(
+        score=score,
+        kb=sql.Literal(kb_id),
+        candidates=join.join(phrase(w) for w in plan.candidates),
+        documents=documents,
+        cap=sql.Literal(cap),
+    )
+
+
 INSERT_CHUNK = """
 INSERT INTO kb_chunks (kb_id, document_id, position, text, start_char, end_char, tokens, page,
                        headings, embedding, terms)
@@ -207,7 +322,9 @@ def documents_sql(kb_id: int, filters: Filters) -> tuple[sql.Composable, dict[st
 
 def insert_document(
     conn: Conn, kb_id: int, doc: NewDocument, vectors: NDArray[np.float32], keywords: list[str]
-) -> None:
+) -> int:
+    """Replace the document of that name with ``doc``; its id. The caller keeps kb_terms
+    in step (:data:`TERMS_REMOVE` before, :data:`TERMS_ADD` after)."""
     rec = doc.record
     conn.execute("DELETE FROM kb_documents WHERE kb_id = %s AND name = %s", (kb_id, rec.name))
     doc_id = fetch_one(
@@ -224,6 +341,7 @@ def insert_document(
     ]  # fmt: skip
     with conn.cursor() as cursor:
         cursor.executemany(INSERT_CHUNK, rows)
+    return int(doc_id)
 
 
 def migrate(conn: Conn) -> None:
