@@ -51,11 +51,14 @@ def test_cli_create_add_search_docs_rm(tmp_path: Path, docs: Path) -> None:
     hearth(home, "kb", "create", "hb", "--description", "handbook")
     bad = docs / "broken.pdf"
     bad.write_bytes(b"%PDF-1.4 not really")
-    added = json.loads(hearth(home, "kb", "add", "hb", str(docs), "--json").stdout)
+    out = hearth(home, "kb", "add", "hb", str(docs), "--json", check=False)
+    assert out.returncode == 1, out.stderr  # a file failed: scripts can tell
+    added = json.loads(out.stdout)
     assert sorted(added["added"]) == sorted(FEW)
     assert [f[0] for f in added["failed"]] == ["broken.pdf"]  # reported, the rest went on
     assert added["chunks"] > 4
 
+    bad.unlink()
     again = json.loads(hearth(home, "kb", "add", "hb", str(docs), "--json").stdout)
     assert sorted(again["skipped"]) == sorted(FEW) and again["chunks"] == 0
 

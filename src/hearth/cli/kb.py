@@ -88,10 +88,16 @@ def add(
 ) -> None:
     """Add files and folders; unchanged files are skipped, changed ones replaced.
 
+    A file that cannot be read or parsed is reported with the reason and the rest go on;
+    the exit status is then 1 (0 when every file was added or unchanged).
+
     Example: hearth kb add handbook ./docs --tag hr
     """
     if max_tokens < 16 or not 0 <= overlap < max_tokens // 2:
         raise UserError("need --max-tokens ≥ 16 and 0 ≤ --overlap < max-tokens/2")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UserError(f"{', '.join(missing)}: no such file or folder")
     store = _store()
     kb = store.get_kb(name)
     emb = embedder_of(kb)
@@ -128,14 +134,16 @@ def add(
         )
     if as_json:
         _emit(dataclasses.asdict(report) | {"chunks_per_second": report.chunks_per_second})
-        return
-    console.print(
-        f"added {len(report.added)}, replaced {len(report.replaced)}, unchanged "
-        f"{len(report.skipped)}, failed {len(report.failed)}: {report.chunks} chunks in "
-        f"{report.seconds:.1f}s ({report.chunks_per_second:.1f} chunks/s)"
-    )
-    for doc, reason in report.failed:
-        console.print(f"  [red]✗[/] {doc}: {reason}")
+    else:
+        console.print(
+            f"added {len(report.added)}, replaced {len(report.replaced)}, unchanged "
+            f"{len(report.skipped)}, failed {len(report.failed)}: {report.chunks} chunks in "
+            f"{report.seconds:.1f}s ({report.chunks_per_second:.1f} chunks/s)"
+        )
+        for doc, reason in report.failed:
+            console.print(f"  [red]✗[/] {doc}: {reason}")
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

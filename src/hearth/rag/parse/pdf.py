@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import re
 import struct
 import unicodedata
@@ -24,6 +25,11 @@ from pypdf.errors import DependencyError, PyPdfError
 from hearth.rag.parse.document import Outline, RawBlock, assemble, failure
 from hearth.rag.parse.qa import ANSWER, QUESTION
 from hearth.types import ParsedDocument
+
+# pypdf logs what it repairs ("EOF marker not found", ...) as warnings. Unless the
+# application routes logging somewhere, Python would print them over the progress bar; a
+# PDF it cannot read is reported by name anyway, as a ParseError.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 # pypdf reports malformed files with its own errors and, deeper in, with whatever its
 # decoders hit; all of them mean "this file is broken", which is a ParseError to the caller.
