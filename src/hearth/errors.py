@@ -116,6 +116,18 @@ class KnowledgeBaseNotFound(UserError):
         )
 
 
+class DocumentNotFound(UserError):
+    status = 404
+    code = "document_not_found"
+
+    def __init__(self, kb: str, document: str) -> None:
+        super().__init__(
+            f"No document '{document}' in knowledge base '{kb}'; list them with "
+            f"`hearth kb docs {kb}` or GET /v1/knowledge_bases/{kb}/documents.",
+            param="document",
+        )
+
+
 class KnowledgeBaseExists(UserError):
     status = 409
     code = "knowledge_base_exists"

@@ -105,6 +105,10 @@ def test_http_knowledge_bases(server_factory: Callable[..., LiveServer], docs: P
         up = http.post(f"{base}/web/documents", files=files)
         assert up.status_code == 200, up.text
         assert sorted(up.json()["added"]) == sorted(FEW)
+        broken = http.post(f"{base}/web/documents", files=[("files", ("bad.pdf", b"%PDF-1 x"))])
+        assert broken.status_code == 200  # a report: which files failed, and why
+        [(failed, reason)] = broken.json()["failed"]
+        assert failed == "bad.pdf" and reason.startswith("Cannot parse 'bad.pdf'"), reason
         names = [d["name"] for d in http.get(f"{base}/web/documents").json()["data"]]
         assert sorted(names) == sorted(FEW)
 
@@ -125,7 +129,9 @@ def test_http_knowledge_bases(server_factory: Callable[..., LiveServer], docs: P
         assert too_big.json()["error"]["code"] == "payload_too_large"
 
         assert http.delete(f"{base}/web/documents/leave_policy.md").status_code == 200
-        assert http.delete(f"{base}/web/documents/leave_policy.md").status_code == 400
+        gone = http.delete(f"{base}/web/documents/leave_policy.md")
+        assert gone.status_code == 404
+        assert gone.json()["error"]["code"] == "document_not_found"
         assert http.post(f"{base}/nope/search", json={"query": "x"}).status_code == 404
         assert http.post(f"{base}/web/search", json={"query": ""}).status_code == 400
         assert http.delete(f"{base}/web").status_code == 200

@@ -56,7 +56,8 @@ class Outline:
 
 
 def failure(source: str, reason: str) -> ParseError:
-    return ParseError(f"Cannot parse '{source}': {reason}", param="file")
+    # The file's name, not its path: an upload's path is a temporary file of the server's.
+    return ParseError(f"Cannot parse '{PurePath(source).name}': {reason}", param="file")
 
 
 def default_title(source: str) -> str:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth.errors import PayloadTooLarge, UserError
+from hearth.errors import DocumentNotFound, PayloadTooLarge, UserError
 from hearth.rag.answer import build_prompt
 from hearth.rag.embed import E5_NAME, embedder_for
 from hearth.rag.ingest import ingest
@@ -117,7 +117,7 @@ async def delete_document(
 ) -> dict[str, Any]:
     await asyncio.to_thread(svc.kb.get_kb, name)
     if not await asyncio.to_thread(svc.kb.delete_document, name, document):
-        raise UserError(f"no document '{document}' in '{name}'", param="document")
+        raise DocumentNotFound(name, document)
     return {"deleted": document}
 
 
