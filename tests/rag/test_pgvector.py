@@ -1,8 +1,8 @@
-"""pgvector keyword search at scale: per-term chunk counts (kb_terms) and the choice of
-candidate words, so that common words do not make a search rank a large share of the
-knowledge base. The shared suite (test_stores.py) checks the results stay exact while a
-query's words match few chunks; here ``keyword_candidates`` is set small to force the
-other paths on a small, real database."""
+"""The pgvector store's own tests: its HNSW index, and keyword search at scale: per-term
+chunk counts (kb_terms) and the choice of candidate words, so that common words do not make
+a search rank a large share of the knowledge base. The shared suite (test_stores.py) checks
+that results stay exact while a query's words match few chunks; here ``keyword_candidates``
+is set small to force the other paths on a small, real database."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from hearth.rag.stores.base import NewDocument
+from hearth.rag.stores.base import Filters, NewDocument
 from hearth.rag.stores.pgvector_sql import plan_keywords
 from hearth.types import Chunk, DocumentRecord
+from tests.rag.storekit import doc, unit
 
-DIM = 8
+DIM = 8  # the HNSW test uses storekit's documents, of 16 dimensions
 
 
 def document(name: str, texts: Sequence[str]) -> NewDocument:
@@ -162,3 +163,34 @@ def test_keyword_candidates_must_be_positive(pg_url: str) -> None:
 
     with pytest.raises(InvalidRequest, match="keyword_candidates"):
         PgVectorStore(pg_url, keyword_candidates=0)
+
+
+# -- the HNSW index ------------------------------------------------------------------------
+def test_pgvector_uses_the_hnsw_index_and_bulk_load_restores_it(pg_url: str) -> None:
+    import psycopg
+
+    from hearth.rag.stores.pgvector import PgVectorStore
+
+    rng = np.random.default_rng(12)
+    with PgVectorStore(pg_url) as store:
+        store.create_kb("kb", "m", 16)
+        with store.bulk_load("kb"):
+            store.write("kb", [doc(f"d{i}", ["x"] * 20, unit(rng, 20)) for i in range(10)])
+        store.build_index("kb")  # idempotent
+        query = unit(rng, 1)[0]
+        assert len(store.vector_search("kb", query, 5, Filters(documents=("d3",)))) == 5
+        with psycopg.connect(pg_url) as conn:
+            indexes = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()]
+            assert {"kb_chunks_hnsw_1", "kb_chunks_terms_1"} <= set(indexes)
+            conn.execute("SET enable_seqscan = off")
+            conn.execute("SET enable_sort = off")  # the only other way to order: the index
+            literal = "[" + ",".join(str(x) for x in query) + "]"
+            plan = conn.execute(
+                f"EXPLAIN SELECT id FROM kb_chunks WHERE kb_id = 1 "
+                f"ORDER BY embedding::vector(16) <=> '{literal}' LIMIT 5"
+            ).fetchall()
+            assert "kb_chunks_hnsw_1" in str(plan)
+        store.drop_kb("kb")
+        with psycopg.connect(pg_url) as conn:
+            indexes = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()]
+            assert not {"kb_chunks_hnsw_1", "kb_chunks_terms_1"} & set(indexes)
