@@ -12,8 +12,8 @@ from numpy.typing import NDArray
 
 from hearth.errors import ConfigError, EmbeddingMismatch, InvalidRequest
 from hearth.rag.keywords import terms
-from hearth.rag.stores.base import NewDocument
-from hearth.types import Chunk
+from hearth.rag.stores.base import KnowledgeBase, NewDocument
+from hearth.types import Chunk, DocumentRecord
 
 Migration = tuple[int, str, str]
 Vectors = NDArray[np.float32]
@@ -132,4 +132,28 @@ def chunk_from_row(row: Mapping[str, Any], headings: Sequence[str]) -> Chunk:
         tokens=row["tokens"],
         page=row["page"],
         headings=tuple(headings),
+    )
+
+
+def knowledge_base_from_row(row: Mapping[str, Any]) -> KnowledgeBase:
+    return KnowledgeBase(
+        name=row["name"],
+        embed_model=row["embed_model"],
+        dim=row["dim"],
+        created=row["created"],
+        description=row["description"],
+        documents=int(row["documents"]),  # PostgreSQL's sum() is a Decimal
+        chunks=int(row["chunks"]),
+    )
+
+
+def record_from_row(row: Mapping[str, Any], tags: Sequence[str]) -> DocumentRecord:
+    return DocumentRecord(
+        name=row["name"],
+        sha256=row["sha256"],
+        format=row["format"],
+        title=row["title"],
+        chunks=row["chunks"],
+        added=row["added"],
+        tags=tuple(tags),
     )

@@ -29,7 +29,9 @@ from hearth.rag.stores.common import (
     chunk_from_row,
     document_vectors,
     keyword_texts,
+    knowledge_base_from_row,
     query_vector,
+    record_from_row,
     search_terms,
 )
 from hearth.rag.stores.pgvector_sql import (
@@ -130,11 +132,13 @@ class PgVectorStore:
 
     def get_kb(self, name: str) -> KnowledgeBase:
         with self._pool.connection() as conn:
-            return _knowledge_base(kb_row(conn, name))
+            return knowledge_base_from_row(kb_row(conn, name))
 
     def list_kbs(self) -> list[KnowledgeBase]:
         with self._pool.connection() as conn:
-            return [_knowledge_base(row) for row in fetch(conn, KB_SELECT + " ORDER BY k.name")]
+            return [
+                knowledge_base_from_row(row) for row in fetch(conn, KB_SELECT + " ORDER BY k.name")
+            ]
 
     def drop_kb(self, name: str) -> None:
         with self._pool.connection() as conn, conn.transaction():
@@ -185,7 +189,7 @@ class PgVectorStore:
             rows = fetch(
                 conn, "SELECT * FROM kb_documents WHERE kb_id = %s ORDER BY name", (kb_id,)
             )
-        return [_record(row) for row in rows]
+        return [record_from_row(row, row["tags"]) for row in rows]
 
     def write(self, kb: str, documents: Sequence[NewDocument]) -> None:
         # Segment before the transaction: jieba is the slow part, and the row lock taken
@@ -272,27 +276,3 @@ class PgVectorStore:
 
 def _hit(row: Row) -> Hit:
     return Hit(chunk_from_row(row, row["headings"]), float(row["score"]), row["id"])
-
-
-def _knowledge_base(row: Row) -> KnowledgeBase:
-    return KnowledgeBase(
-        name=row["name"],
-        embed_model=row["embed_model"],
-        dim=row["dim"],
-        created=row["created"],
-        description=row["description"],
-        documents=int(row["documents"]),
-        chunks=int(row["chunks"]),
-    )
-
-
-def _record(row: Row) -> DocumentRecord:
-    return DocumentRecord(
-        name=row["name"],
-        sha256=row["sha256"],
-        format=row["format"],
-        title=row["title"],
-        chunks=row["chunks"],
-        added=row["added"],
-        tags=tuple(row["tags"]),
-    )

@@ -26,7 +26,9 @@ from hearth.rag.stores.common import (
     document_vectors,
     fts5_query,
     keyword_texts,
+    knowledge_base_from_row,
     query_vector,
+    record_from_row,
     search_terms,
 )
 from hearth.rag.stores.sqlite_vectors import VectorCache
@@ -141,10 +143,10 @@ class SQLiteStore:
         return self.get_kb(name)
 
     def get_kb(self, name: str) -> KnowledgeBase:
-        return _knowledge_base(self._kb_row(name))
+        return knowledge_base_from_row(self._kb_row(name))
 
     def list_kbs(self) -> list[KnowledgeBase]:
-        return [_knowledge_base(row) for row in self._db.query(_KB + " ORDER BY k.name")]
+        return [knowledge_base_from_row(row) for row in self._db.query(_KB + " ORDER BY k.name")]
 
     def drop_kb(self, name: str) -> None:
         with self._db.transaction():
@@ -163,7 +165,7 @@ class SQLiteStore:
     def documents(self, kb: str) -> list[DocumentRecord]:
         kb_id = self._kb_row(kb)["id"]
         rows = self._db.query("SELECT * FROM kb_documents WHERE kb_id = ? ORDER BY name", (kb_id,))
-        return [_record(row) for row in rows]
+        return [record_from_row(row, json.loads(row["tags"])) for row in rows]
 
     def write(self, kb: str, documents: Sequence[NewDocument]) -> None:
         # Segment outside the transaction: jieba is the slow part, and the write lock
@@ -332,27 +334,3 @@ def _documents_sql(kb_id: int, filters: Filters) -> tuple[str, list[Any]]:
         sql += f" AND EXISTS (SELECT 1 FROM json_each(tags) WHERE value IN ({marks}))"
         params += filters.tags
     return sql, params
-
-
-def _knowledge_base(row: dict[str, Any]) -> KnowledgeBase:
-    return KnowledgeBase(
-        name=row["name"],
-        embed_model=row["embed_model"],
-        dim=row["dim"],
-        created=row["created"],
-        description=row["description"],
-        documents=row["documents"],
-        chunks=row["chunks"],
-    )
-
-
-def _record(row: dict[str, Any]) -> DocumentRecord:
-    return DocumentRecord(
-        name=row["name"],
-        sha256=row["sha256"],
-        format=row["format"],
-        title=row["title"],
-        chunks=row["chunks"],
-        added=row["added"],
-        tags=tuple(json.loads(row["tags"])),
-    )
