@@ -11,6 +11,7 @@ next run skips exactly the documents whose hash is already stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import queue
 import threading
@@ -121,7 +122,16 @@ def ingest(
             store.write(kb, pending)
             pending, pending_chunks = [], 0
 
-    items = _ahead(files, known, report, tags, embedder, max_tokens, overlap)
+    prepare = functools.partial(
+        _prepare,
+        known=known,
+        report=report,
+        tags=tags,
+        embedder=embedder,
+        max_tokens=max_tokens,
+        overlap=overlap,
+    )
+    items = _ahead(files, prepare)
     for done, item in enumerate(items, start=1):
         if isinstance(item, _Parsed) and item.chunks:
             vectors = _embed(embedder, item.chunks)
@@ -148,16 +158,10 @@ def _embed(embedder: Embedder, chunks: list[Chunk]) -> np.ndarray:
 
 
 def _ahead(
-    files: list[tuple[str, Path]],
-    known: dict[str, str],
-    report: IngestReport,
-    tags: Sequence[str],
-    embedder: Embedder,
-    max_tokens: int,
-    overlap: int,
+    files: list[tuple[str, Path]], prepare: Callable[[str, Path], _Parsed | str]
 ) -> Iterator[_Parsed | str]:
-    """Parse and split in a worker thread, yielding documents in order (a name when the
-    file was skipped or failed)."""
+    """``prepare`` (parse and split) each file in a worker thread, yielding documents in
+    order (a name when the file was skipped or failed)."""
     out: queue.Queue[_Parsed | str | BaseException | None] = queue.Queue(LOOKAHEAD)
     stop = threading.Event()
 
@@ -166,7 +170,7 @@ def _ahead(
             for name, path in files:
                 if stop.is_set():
                     return
-                out.put(_prepare(name, path, known, report, tags, embedder, max_tokens, overlap))
+                out.put(prepare(name, path))
             out.put(None)
         except BaseException as e:  # noqa: BLE001 - re-raised in the consuming thread
             out.put(e)
@@ -190,6 +194,7 @@ def _ahead(
 def _prepare(
     name: str,
     path: Path,
+    *,
     known: dict[str, str],
     report: IngestReport,
     tags: Sequence[str],
