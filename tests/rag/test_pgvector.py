@@ -60,28 +60,31 @@ def test_no_word_occurs() -> None:
 
 
 # -- on a real PostgreSQL -----------------------------------------------------------------
-def _recount(url: str, kb: str) -> dict[str, int]:
+def _counts(url: str, query: str, kb: str) -> dict[str, int]:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT u.lexeme, count(*) FROM kb_chunks c JOIN knowledge_bases k ON k.id = c.kb_id,"
-            " unnest(c.terms) u WHERE k.name = %s GROUP BY u.lexeme",
-            (kb,),
-        ).fetchall()
-    return dict(rows)
+        return dict(conn.execute(query, (kb,)).fetchall())
+
+
+def _recount(url: str, kb: str) -> dict[str, int]:
+    """Chunks per term, counted afresh from the chunks."""
+    return _counts(
+        url,
+        "SELECT u.lexeme, count(*) FROM kb_chunks c JOIN knowledge_bases k ON k.id = c.kb_id,"
+        " unnest(c.terms) u WHERE k.name = %s GROUP BY u.lexeme",
+        kb,
+    )
 
 
 def _kept(url: str, kb: str) -> dict[str, int]:
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT t.term, t.chunks FROM kb_terms t JOIN knowledge_bases k ON k.id = t.kb_id "
-            "WHERE k.name = %s AND t.chunks > 0",
-            (kb,),
-        ).fetchall()
-    return dict(rows)
+    """Chunks per term, as the store keeps them."""
+    return _counts(
+        url,
+        "SELECT t.term, t.chunks FROM kb_terms t JOIN knowledge_bases k ON k.id = t.kb_id "
+        "WHERE k.name = %s AND t.chunks > 0",
+        kb,
+    )
 
 
 def test_term_counts_follow_writes_replacements_and_deletes(pg_url: str) -> None:
