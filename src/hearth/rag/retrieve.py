@@ -151,7 +151,9 @@ def search(
         raise UserError("the query is empty", param="query")
     n = k * CANDIDATES if mode == "hybrid" else k
     words = terms(query)
-    keyword_hits = store.keyword_search(kb, words, n, filters) if words else []
+    # Vector mode reads keyword hits only for the small-talk gate.
+    wanted = mode != "vector" or threshold is not None
+    keyword_hits = store.keyword_search(kb, words, n, filters) if words and wanted else []
     vector_hits: list[Hit] = []
     if mode in ("hybrid", "vector"):
         vector = embedder.query(query)
