@@ -44,6 +44,7 @@ class GenerationParams:
     response_format: dict[str, Any] | None = None
     logprobs: bool = False
     top_logprobs: int = 0
+    logit_bias: dict[int, float] | None = None  # token id -> bias in [-100, 100]
 
 
 @dataclass

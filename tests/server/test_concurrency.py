@@ -186,5 +186,10 @@ def test_client_disconnect_during_a_whole_response_frees_the_slot(
         httpx.post(live.base_url + "/chat/completions", json=chat_body("fake-long"), timeout=0.3)
     # 80 tokens at 0.05 s would run ~4 s; the disconnect must stop it within 1 s.
     wait_until(lambda: engine.active == 0, timeout=1.0, what="generation stopped")
-    rows = [r for r in live.services().calllog.recent(5) if r.status == "cancelled"]
-    assert rows and rows[0].completion_tokens < LONG_COUNT
+
+    # The row is written once the engine has let go, a moment after it stops.
+    def cancelled() -> list[Any]:
+        return [r for r in live.services().calllog.recent(5) if r.status == "cancelled"]
+
+    wait_until(lambda: bool(cancelled()), what="the cancelled call's row")
+    assert cancelled()[0].completion_tokens < LONG_COUNT

@@ -144,7 +144,7 @@ def test_embeddings_on_a_chat_model_and_chat_on_an_embedding_model(http: httpx.C
 
 def test_embeddings_input_checks(http: httpx.Client) -> None:
     resp = http.post("/embeddings", json={"model": "fake-embed", "input": ["a", ""]})
-    assert_openai_error(resp, 400, "unsupported_parameter", "input")
+    assert_openai_error(resp, 400, "invalid_request", "input.1")
     resp = http.post("/embeddings", json={"model": "fake-embed", "input": []})
     assert_openai_error(resp, 400, "invalid_request", "input")
     resp = http.post(

@@ -21,9 +21,12 @@ def test_text_count_and_bad_bodies(fake_server: LiveServer) -> None:
     url = fake_server.base_url + "/tokens/count"
     ok = httpx.post(url, json={"model": "fake", "input": "one two three"})
     assert ok.json()["count"] == 3 and ok.json()["kind"] == "text"
-    for body in ({"model": "fake"}, {"model": "fake", "input": "a", "messages": []}):
+    both = {"model": "fake", "input": "a", "messages": [{"role": "user", "content": "b"}]}
+    for body in ({"model": "fake"}, both):
         bad = httpx.post(url, json=body)
         assert bad.status_code == 400
         assert "exactly one of" in bad.json()["error"]["message"]
+    empty = httpx.post(url, json={"model": "fake", "messages": []})
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "messages"
     missing = httpx.post(url, json={"model": "nope", "input": "a"})
     assert missing.status_code == 404

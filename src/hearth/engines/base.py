@@ -7,10 +7,11 @@ generating and free its slot within a second.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from hearth.errors import InvalidRequest
 from hearth.types import (
     ChatRequest,
     CompletionRequest,
@@ -36,9 +37,15 @@ class Capabilities:
 class Engine(Protocol):
     capabilities: Capabilities
     context_length: int
+    vocab_size: int | None  # token ids run from 0 below this; None when not known
 
     async def start(self) -> None:
         """Load weights / connect. Called once before any other method."""
+
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        """Raise ``UserError`` for a request this engine would refuse or could not honour
+        (messages its chat template rejects, a schema its decoder would not enforce), so it
+        fails with a 400 before any work starts."""
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Yield chunks; the last one carries ``usage`` and every choice's finish_reason."""
@@ -62,6 +69,20 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def check_token_ids(engine: Engine, ids: Iterable[int], *, model: str, param: str) -> None:
+    """Token ids must lie inside the model's vocabulary (llama.cpp aborts on one past it)."""
+    vocab = engine.vocab_size
+    if vocab is None:
+        return
+    outside = next((t for t in ids if not 0 <= t < vocab), None)
+    if outside is not None:
+        raise InvalidRequest(
+            f"token id {outside} is outside the vocabulary of model '{model}' ({vocab} "
+            f"tokens, ids 0-{vocab - 1}); look ids up with POST /tokenize",
+            param=param,
+        )
 
 
 async def count_chat_tokens(engine: Engine, messages: list[Message]) -> int:

@@ -76,6 +76,7 @@ class E5Engine:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.context_length = spec.context
+        self.vocab_size: int | None = None  # its tokenizer is not exposed
         self._model: E5Model | None = None
 
     async def start(self) -> None:
@@ -94,6 +95,9 @@ class E5Engine:
         if not texts:
             return Embeddings([], 0)
         return await asyncio.to_thread(self._embed, texts, query)
+
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        raise self._no_chat()
 
     def _no_chat(self) -> Unsupported:
         return Unsupported(

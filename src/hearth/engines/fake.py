@@ -34,6 +34,7 @@ from hearth.types import (
 
 _PIECES = re.compile(r"\s*[\w']+|\s*[^\w\s]|\s+", re.UNICODE)
 _DIM = 16
+VOCAB = 100_000  # token ids are a hash of the piece modulo this
 
 
 class FakeEngine:
@@ -46,6 +47,7 @@ class FakeEngine:
             self.capabilities, chat=not spec.embedding, embeddings=spec.embedding
         )
         self.context_length = spec.context
+        self.vocab_size: int | None = VOCAB
         self._script = itertools.cycle(spec.script) if spec.script else None
         self._vocab: dict[int, str] = {}
         self.active = 0  # generations in flight, for tests of cancellation
@@ -56,11 +58,14 @@ class FakeEngine:
     async def close(self) -> None:
         return None
 
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        return None  # scripted replies: every well-formed request is one it can answer
+
     # -- tokens -------------------------------------------------------------------------
     def _ids(self, text: str) -> list[TokenPiece]:
         out = []
         for piece in _PIECES.findall(text):
-            tid = int(hashlib.blake2b(piece.encode(), digest_size=4).hexdigest(), 16) % 100_000
+            tid = int(hashlib.blake2b(piece.encode(), digest_size=4).hexdigest(), 16) % VOCAB
             self._vocab[tid] = piece
             out.append(TokenPiece(tid, piece.encode()))
         return out

@@ -15,6 +15,7 @@ which is llama.cpp's own code for those operations, so counts match usage exactl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ import httpx
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
+from hearth.engines.json_schema import unenforced
 from hearth.engines.openai_chunks import deltas
 from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
 from hearth.types import (
@@ -53,6 +55,7 @@ class LlamaCppEngine:
             raise EngineError(f"model '{spec.name}' has no GGUF path")
         self.spec = spec
         self.context_length = spec.context
+        self.vocab_size: int | None = None
         self._server: Any = None
         self._http: httpx.AsyncClient | None = None
         self._pool = ThreadPoolExecutor(
@@ -64,6 +67,8 @@ class LlamaCppEngine:
         loop = asyncio.get_running_loop()
         self._server = await loop.run_in_executor(self._pool, self._load)
         self._http = httpx.AsyncClient(base_url=self._server.listening_address, timeout=60)
+        models = (await self._http.get("/v1/models")).json()
+        self.vocab_size = int(models["data"][0]["meta"]["n_vocab"])
 
     def _load(self) -> Any:
         import xllamacpp  # heavy: imported only when a local model is loaded
@@ -132,6 +137,27 @@ class LlamaCppEngine:
         )
 
     # -- generation ---------------------------------------------------------------------
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        if isinstance(request, ChatRequest):
+            ends = itertools.takewhile(lambda m: m.role == "assistant", reversed(request.messages))
+            trailing = sum(1 for _ in ends)
+            if trailing > 1:
+                raise InvalidRequest(
+                    f"the conversation ends with {trailing} assistant messages; llama.cpp "
+                    "continues one (a prefill) but not several: merge them or end with the "
+                    "user's message",
+                    param="messages",
+                )
+        fmt = request.params.response_format
+        if fmt and fmt.get("type") == "json_schema":
+            problem = unenforced(fmt.get("schema") or {})
+            if problem is not None:
+                raise Unsupported(
+                    f"response_format: {problem}. The model's output is constrained by a "
+                    "grammar, and hearth refuses a schema it would not fully enforce.",
+                    param="response_format.json_schema.schema",
+                )
+
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = {"messages": _wire_messages(request.messages)}
         return self._stream("chat", body, request.params)
@@ -175,6 +201,8 @@ class LlamaCppEngine:
                 out[key] = value
         if params.stop:
             out["stop"] = params.stop
+        if params.logit_bias:
+            out["logit_bias"] = {str(k): v for k, v in params.logit_bias.items()}
         if params.logprobs:
             out["logprobs"] = True
             out["top_logprobs"] = params.top_logprobs
@@ -212,19 +240,30 @@ class LlamaCppEngine:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         future = loop.run_in_executor(self._pool, work)
+        started = False
         try:
             while True:
                 item = await queue.get()
                 if item is _DONE:
                     break
                 if isinstance(item, Exception):
-                    raise EngineError(f"llama.cpp failed: {item}") from item
+                    raise _failure(item, started) from item
                 for chunk in _deltas(item, index):
+                    started = True
                     yield chunk
         finally:
             # llama.cpp reads this on its next chunk and drops the request, freeing the slot.
             stop.set()
             future.add_done_callback(_log_thread_error)
+
+
+def _failure(exc: Exception, started: bool) -> Exception:
+    """llama.cpp's server core reads a request before it generates: what it throws then
+    (std::invalid_argument, a JSON value out of range: ValueError or TypeError here) is about
+    the request. Anything else, or anything once tokens flow, is a fault."""
+    if not started and isinstance(exc, ValueError | TypeError):
+        return InvalidRequest(f"llama.cpp refused the request: {exc}")
+    return EngineError(f"llama.cpp failed: {exc}")
 
 
 def _log_thread_error(future: asyncio.Future[None]) -> None:

@@ -47,6 +47,7 @@ class RemoteEngine:
         self.spec = spec
         self.context_length = spec.context
         self.tokenizer = tokenizer
+        self.vocab_size = tokenizer.vocab_size if tokenizer is not None else None
         self.upstream_model = spec.upstream_model or spec.name
         self._http: httpx.AsyncClient | None = None
 
@@ -70,6 +71,9 @@ class RemoteEngine:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        return None  # the upstream checks what it accepts; its 400s become ours
 
     # -- generation ---------------------------------------------------------------------
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -183,6 +187,8 @@ def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:
     }
     if p.stop:
         out["stop"] = p.stop
+    if p.logit_bias:
+        out["logit_bias"] = {str(k): v for k, v in p.logit_bias.items()}
     if p.n != 1:
         out["n"] = p.n
     if p.logprobs:

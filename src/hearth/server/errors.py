@@ -7,6 +7,7 @@ whose message carries an id that is also in the server log next to the traceback
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -47,14 +48,29 @@ def internal_error(exc: BaseException) -> JSONResponse:
     )
 
 
+# Pydantic names the member of a union it tried inside an error's location ("str",
+# "list[constrained-str]", "TextPart"); a client knows fields, not union members.
+_UNION_MEMBER = re.compile(
+    r"^(str|int|float|bool|none|constrained-\w+|(list|dict|function-\w+)\[.*\]|[A-Z]\w*)$"
+)
+
+
+def _field_path(loc: tuple[Any, ...]) -> list[str]:
+    return [
+        str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_MEMBER.match(p))
+    ]
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = exc.errors()
+    errors = list(exc.errors())
     if not errors:
         return "Invalid request body", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    if first.get("type") == "json_invalid":
-        return "The request body is not valid JSON: " + str(first.get("msg", "")), None
+    if errors[0].get("type") == "json_invalid":
+        return "The request body is not valid JSON: " + str(errors[0].get("msg", "")), None
+    # Of the members of a union, the one whose type fitted says what is wrong, so prefer an
+    # error that is not "should be a valid <type>".
+    first = next((e for e in errors if not str(e.get("type", "")).endswith("_type")), errors[0])
+    loc = _field_path(tuple(first.get("loc", ())))
     if not loc and first.get("type") in ("model_attributes_type", "dict_type"):
         return (
             "The request body must be a JSON object, sent with Content-Type: application/json",
@@ -63,7 +79,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     param = ".".join(loc) or None
     msg = str(first.get("msg", "invalid value"))
     where = f"'{param}'" if param else "body"
-    extra = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    fields = {tuple(_field_path(tuple(e.get("loc", ())))) for e in errors}
+    extra = f" (and {len(fields) - 1} more problems)" if len(fields) > 1 else ""
     return f"Invalid value for {where}: {msg}{extra}", param
 
 

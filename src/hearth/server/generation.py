@@ -12,18 +12,20 @@ import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from hearth.engines.base import Engine, count_usage
+from hearth.engines.base import Engine, check_token_ids, count_usage
 from hearth.engines.runner import Runner
 from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
 from hearth.server.errors import error_body
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
-from hearth.types import ChatRequest, CompletionRequest, Delta, GenerationParams, Usage
+from hearth.types import ChatRequest, CompletionRequest, Delta, Usage
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def check_capabilities(runner: Runner, params: GenerationParams) -> None:
+def check_request(runner: Runner, request: ChatRequest | CompletionRequest) -> None:
+    """Everything a request must be for this model, before it waits for a slot."""
+    params = request.params
     caps = runner.engine.capabilities
     name = runner.spec.name
     if not caps.chat:
@@ -40,6 +42,8 @@ def check_capabilities(runner: Runner, params: GenerationParams) -> None:
         raise Unsupported(
             f"model '{name}' cannot constrain output to JSON", param="response_format"
         )
+    check_token_ids(runner.engine, params.logit_bias or {}, model=name, param="logit_bias")
+    runner.engine.check(request)
 
 
 async def _usage_so_far(

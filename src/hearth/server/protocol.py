@@ -1,17 +1,87 @@
-"""OpenAI wire models: validate requests here, convert to domain types, and back."""
+"""OpenAI wire models: validate requests here, convert to domain types, and back.
+
+What a request may be is written once, as types and constraints, and FastAPI writes the same
+into ``/openapi.json``, so the document and the validation agree. Rules a type cannot say
+(message order, what an assistant message needs) are checked in ``to_domain`` and raise
+``InvalidRequest`` naming the field.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import jsonschema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from hearth.errors import InvalidRequest, Unsupported
 from hearth.types import ChatRequest, CompletionRequest, GenerationParams, Message
+
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+TokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
+# logit_bias keys are token ids written as JSON object keys, i.e. decimal strings.
+TokenIdKey = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a lone UTF-16 surrogate ("\\ud800"), which JSON
+    allows and no tokenizer can encode; None when every string is valid Unicode."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = lone_surrogate(key, path) or lone_surrogate(item, _join(path, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = lone_surrogate(item, _join(path, i))
+            if found:
+                return found
+    return None
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
 
 
 class _Body(BaseModel):
     # Unknown fields are ignored: SDKs send extras (user, metadata, ...) we do not use.
     model_config = ConfigDict(extra="ignore")
+
+
+class RequestBody(_Body):
+    """A whole request body. Its strings must be valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = lone_surrogate(data)
+        if where is not None:
+            raise PydanticCustomError(
+                "unicode",
+                "'{where}' holds a lone UTF-16 surrogate (a \\ud800-\\udfff escape without "
+                "its pair), which is not valid Unicode; send UTF-8 text",
+                {"where": where},
+            )
+        return data
 
 
 class TextPart(_Body):
@@ -23,6 +93,8 @@ class WireMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
     def to_domain(self) -> Message:
         content = self.content
@@ -30,10 +102,65 @@ class WireMessage(_Body):
         return Message.from_openai(self.role, parts, self.name)
 
 
+def domain_messages(messages: list[WireMessage]) -> list[Message]:
+    """OpenAI's rules for a conversation, then the domain messages.
+
+    System, developer and user messages need content. An assistant message needs content
+    (tool calls in the history are not taken). A ``tool`` message answers an assistant's
+    tool call, so with none to answer it is refused. A conversation may end with an
+    assistant message: the reply continues it (a prefill), so it must have some text.
+    """
+    for i, m in enumerate(messages):
+        where = f"messages.{i}"
+        if m.role == "tool":
+            raise InvalidRequest(
+                f"'{where}' has role 'tool', which answers a tool call of the assistant "
+                "message before it; this conversation has no tool calls to answer. "
+                "Send the tool's result as a user message.",
+                param=f"{where}.role",
+            )
+        if m.tool_calls:
+            raise Unsupported(
+                f"'{where}.tool_calls': tool calls in the conversation are not supported; "
+                "send the assistant's text as content",
+                param=f"{where}.tool_calls",
+            )
+        if m.content is None:
+            raise InvalidRequest(
+                f"'{where}.content' is missing: a {m.role} message needs content",
+                param=f"{where}.content",
+            )
+    out = [m.to_domain() for m in messages]
+    if out[-1].role == "assistant" and not out[-1].content:
+        raise InvalidRequest(
+            f"'messages.{len(out) - 1}' is an assistant message with empty content at the "
+            "end of the conversation; end with the user's message, or give the assistant "
+            "text for the reply to continue",
+            param=f"messages.{len(out) - 1}.content",
+        )
+    return out
+
+
 class JsonSchemaSpec(_Body):
     name: str = "response"
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        """Refuse what is not a JSON Schema at all; what a model's decoder cannot enforce is
+        its engine's check."""
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as e:
+            where = "/".join(str(p) for p in e.absolute_path) or "(root)"
+            raise PydanticCustomError(
+                "json_schema",
+                "not a valid JSON Schema: at {where}: {reason}",
+                {"where": where, "reason": e.message},
+            ) from None
+        return schema
 
 
 class ResponseFormat(_Body):
@@ -59,26 +186,20 @@ class StreamOptions(_Body):
     include_usage: bool | None = None
 
 
-class _Sampling(_Body):
-    model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+class _Sampling(RequestBody):
+    model: NonEmpty
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=128)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=4)] | None = None
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     repeat_penalty: float | None = Field(default=None, gt=0, le=10)  # llama.cpp extension
+    logit_bias: dict[TokenIdKey, Bias] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and len(v) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
-        return v
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -102,13 +223,14 @@ class _Sampling(_Body):
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
             repeat_penalty=self.repeat_penalty,
+            logit_bias={int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None,
             **extra,
         )
 
 
 class ChatCompletionBody(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -123,7 +245,7 @@ class ChatCompletionBody(_Sampling):
 
     def to_domain(self) -> ChatRequest:
         return ChatRequest(
-            messages=[m.to_domain() for m in self.messages],
+            messages=domain_messages(self.messages),
             params=self.params(
                 response_format=self.response_format.to_domain() if self.response_format else None,
                 logprobs=self.logprobs,
@@ -133,16 +255,11 @@ class ChatCompletionBody(_Sampling):
 
 
 class CompletionBody(_Sampling):
-    prompt: str | list[str]
+    prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=1)] = Field(
+        description="One prompt: a string, or a list of one string."
+    )
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=5)
-
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
-        if isinstance(v, list) and len(v) != 1:
-            raise ValueError("send one prompt per request (a string or a list of one string)")
-        return v
 
     def to_domain(self) -> CompletionRequest:
         prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
@@ -153,9 +270,9 @@ class CompletionBody(_Sampling):
         )
 
 
-class EmbeddingBody(_Body):
-    model: str = Field(min_length=1)
-    input: str | list[str] = Field(min_length=1)
+class EmbeddingBody(RequestBody):
+    model: NonEmpty
+    input: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
 
@@ -163,7 +280,7 @@ class EmbeddingBody(_Body):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
-class TokenizeBody(_Body):
+class TokenizeBody(RequestBody):
     model: str | None = None
     content: str
     add_special: bool = False
@@ -171,22 +288,20 @@ class TokenizeBody(_Body):
     with_pieces: bool = True
 
 
-class DetokenizeBody(_Body):
+class DetokenizeBody(RequestBody):
     model: str | None = None
-    tokens: list[int]
+    tokens: list[TokenId]
 
 
-class TokenCountBody(_Body):
+class TokenCountBody(RequestBody):
     """Either ``input`` (plain text) or ``messages`` (a chat request, counted as usage)."""
 
     model: str | None = None
     input: str | None = None
-    messages: list[WireMessage] | None = None
+    messages: Annotated[list[WireMessage], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> TokenCountBody:
         if (self.input is None) == (self.messages is None):
             raise ValueError("send exactly one of 'input' (text) or 'messages' (chat)")
-        if self.messages is not None and not self.messages:
-            raise ValueError("messages must not be empty")
         return self

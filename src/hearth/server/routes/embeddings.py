@@ -37,8 +37,6 @@ async def embeddings(body: EmbeddingBody, svc: Services = Depends(services)) -> 
             param="model",
         )
     texts = body.texts()
-    if any(not t for t in texts):
-        raise Unsupported("input must not contain empty strings", param="input")
     queries = [t.startswith(_QUERY) for t in texts]
     stripped = [t.removeprefix(_QUERY).removeprefix(_PASSAGE) for t in texts]
     call = Call(svc, body.model, "embeddings", False, prefix="emb")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from hearth.server.generation import check_capabilities, generate
+from hearth.server.generation import check_request, generate
 from hearth.server.protocol import ChatCompletionBody, CompletionBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
@@ -17,7 +17,7 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse | Response:
     runner = await svc.registry.get(body.model)
     request = body.to_domain()
-    check_capabilities(runner, request.params)
+    check_request(runner, request)
     return await generate(
         svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
     )
@@ -29,7 +29,7 @@ async def completions(
 ) -> JSONResponse | StreamingResponse | Response:
     runner = await svc.registry.get(body.model)
     request = body.to_domain()
-    check_capabilities(runner, request.params)
+    check_request(runner, request)
     return await generate(
         svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
     )

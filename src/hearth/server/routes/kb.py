@@ -19,7 +19,7 @@ from hearth.rag.ingest import ingest
 from hearth.rag.kb import embedder_of
 from hearth.rag.retrieve import DEFAULT_THRESHOLD, Result, search
 from hearth.rag.stores.base import Filters
-from hearth.server.generation import check_capabilities, generate
+from hearth.server.generation import check_request, generate
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 from hearth.types import ChatRequest, GenerationParams
@@ -157,7 +157,7 @@ async def ask(
     runner = await svc.registry.get(body.model or svc.settings.default_model)
     prompt = await build_prompt(runner.engine, body.query, results, max_tokens=body.max_tokens)
     request = ChatRequest(prompt.messages, GenerationParams(max_tokens=prompt.max_tokens))
-    check_capabilities(runner, request.params)
+    check_request(runner, request)
     sources = [{"n": i, **r.as_dict()} for i, r in enumerate(prompt.sources, start=1)]
     return await generate(
         svc,

@@ -4,8 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from hearth.engines.base import count_chat_tokens
-from hearth.errors import Unsupported
+from hearth.engines.base import check_token_ids, count_chat_tokens
 from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
@@ -32,8 +31,7 @@ async def tokenize(body: TokenizeBody, svc: Services = Depends(services)) -> dic
 async def detokenize(body: DetokenizeBody, svc: Services = Depends(services)) -> dict[str, Any]:
     name = body.model or svc.settings.default_model
     runner = await svc.registry.get(name)
-    if any(t < 0 for t in body.tokens):
-        raise Unsupported("token ids must be non-negative", param="tokens")
+    check_token_ids(runner.engine, body.tokens, model=name, param="tokens")
     return {"model": name, "content": await runner.engine.detokenize(body.tokens)}
 
 
