@@ -93,6 +93,7 @@ class Settings:
     database_url: str = ""  # empty: sqlite file in home
     kb_url: str = ""  # knowledge bases: empty for a sqlite file in home, or postgresql://…
     max_upload_bytes: int = 50 * 1024 * 1024  # one knowledge-base upload
+    auth: bool = False  # require keys before any exists; once one does they always are
 
     @property
     def models_dir(self) -> Path:
@@ -160,6 +161,7 @@ _SERVER_KEYS = (
     "database_url",
     "kb_url",
     "max_upload_bytes",
+    "auth",
 )
 _MODEL_KEYS = {
     "engine",

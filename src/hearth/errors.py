@@ -81,6 +81,40 @@ class Overloaded(HearthError):
         self.retry_after = retry_after
 
 
+class RateLimited(Overloaded):
+    """A key's requests or tokens per minute are used up; ``retry_after`` says for how long."""
+
+    code = "rate_limit_exceeded"
+
+
+class InsufficientQuota(Overloaded):
+    """A key's budget is spent; waiting does not help, so clients should not retry."""
+
+    code = "insufficient_quota"
+    type = "insufficient_quota"
+
+
+class InvalidApiKey(UserError):
+    status = 401
+    code = "invalid_api_key"
+
+
+class KeyNotFound(UserError):
+    status = 404
+    code = "key_not_found"
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(
+            f"No API key '{ref}'; list them with `hearth keys list` or GET /v1/keys.",
+            param="key",
+        )
+
+
+class PermissionDenied(UserError):
+    status = 403
+    code = "permission_denied"
+
+
 class RequestTimeout(HearthError):
     status = 504
     code = "timeout"

@@ -10,10 +10,10 @@ from fastapi import FastAPI
 
 from hearth.config import Settings
 from hearth.engines.registry import ModelRegistry
-from hearth.server import errors
+from hearth.server import errors, openapi
 from hearth.server.limits import BodyLimit
 from hearth.server.metrics import Metrics
-from hearth.server.routes import embeddings, generate, kb, models, ops, tokens
+from hearth.server.routes import embeddings, generate, kb, keys, models, ops, tokens
 from hearth.server.services import Services
 from hearth.storage.calllog import open_calllog
 
@@ -38,9 +38,16 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
             await registry.close()
             services.close()
 
-    app = FastAPI(title="hearth", version=_version(), lifespan=lifespan)
+    app = FastAPI(
+        title="hearth",
+        version=_version(),
+        description="OpenAI-compatible API for local and remote models, knowledge bases and "
+        "API keys. Errors are OpenAI-shaped: {\"error\": {message, type, param, code}}.",
+        lifespan=lifespan,
+    )
     errors.install(app)
-    for module in (generate, embeddings, models, tokens, ops, kb):
+    openapi.install(app)
+    for module in (generate, embeddings, models, tokens, ops, kb, keys):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hearth.errors import HearthError, Overloaded
+from hearth.errors import HearthError, InsufficientQuota, Overloaded
 
 log = logging.getLogger("hearth.server")
 
@@ -28,7 +28,11 @@ def error_body(
 
 
 def hearth_error_response(exc: HearthError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Overloaded) else None
+    headers = None
+    if isinstance(exc, InsufficientQuota):
+        headers = {"x-should-retry": "false"}  # the OpenAI SDKs read this: no retry helps
+    elif isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(exc.retry_after)}
     if exc.status >= 500:
         return internal_error(exc)
     return JSONResponse(

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hearth.engines.base import Engine, check_token_ids, count_usage
 from hearth.engines.runner import Runner
 from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
+from hearth.server.auth import Caller
 from hearth.server.errors import error_body
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
@@ -62,11 +63,23 @@ def _sse(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
+async def worst_case(engine: Engine, request: ChatRequest | CompletionRequest) -> Usage:
+    """The most a request may use: its prompt, and ``max_tokens`` per choice or else the
+    rest of the context. A remote model with no tokenizer counts its prompt as 0."""
+    try:
+        prompt = (await count_usage(engine, request, [])).prompt_tokens
+    except Unsupported:
+        prompt = 0
+    per_choice = request.params.max_tokens or max(engine.context_length - prompt, 0)
+    return Usage(prompt, per_choice * request.params.n)
+
+
 async def generate(
     services: Services,
     runner: Runner,
     request: ChatRequest | CompletionRequest,
     *,
+    caller: Caller,
     stream: bool,
     include_usage: bool | None,
     http: Request,
@@ -80,8 +93,10 @@ async def generate(
         runner.spec.name,
         "chat.completions" if kind == "chat" else "completions",
         stream,
+        caller=caller,
         prefix="chatcmpl" if kind == "chat" else "cmpl",
     )
+    await call.reserve(lambda: worst_case(runner.engine, request))
     renderer = Renderer(
         kind=kind,
         id=call.id,

@@ -6,14 +6,20 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hearth.config import Settings
 from hearth.engines.registry import ModelRegistry
+from hearth.engines.runner import Runner
+from hearth.errors import KnowledgeBaseNotFound, ModelNotFound
 from hearth.rag.kb import open_store
 from hearth.rag.stores.base import Store
+from hearth.server.auth import Caller, KeyRing
 from hearth.server.metrics import Metrics
+from hearth.server.quota import Limits, Reservation
 from hearth.storage.calllog import CallLog, CallRecord
+from hearth.storage.keys import KeyStore
 from hearth.types import Usage
 
 log = logging.getLogger("hearth.server")
@@ -26,6 +32,27 @@ class Services:
     calllog: CallLog
     metrics: Metrics
     _kb: Store | None = None
+    keys: KeyRing = field(init=False)
+    limits: Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
+        self.limits = Limits(self.calllog.spent)
+
+    def models(self, caller: Caller) -> list[str]:
+        """The served models this caller may use."""
+        return [n for n in self.registry.names() if caller.may_use_model(n)]
+
+    async def runner(self, caller: Caller, name: str) -> Runner:
+        """The loaded model ``name``; one outside the caller's key is as unknown as one that
+        does not exist, so a key does not learn what else is served."""
+        if not caller.may_use_model(name):
+            raise ModelNotFound(name, self.models(caller))
+        return await self.registry.get(name)
+
+    def check_kb(self, caller: Caller, name: str) -> None:
+        if not caller.may_use_kb(name):
+            raise KnowledgeBaseNotFound(name)
 
     @property
     def kb(self) -> Store:
@@ -48,14 +75,30 @@ class Call:
     model: str
     endpoint: str
     stream: bool
+    caller: Caller = field(default_factory=Caller)
     prefix: str = "req"
     id: str = ""
     created: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
+    reservation: Reservation | None = None
 
     def __post_init__(self) -> None:
         self.id = self.id or f"{self.prefix}-{uuid.uuid4().hex[:24]}"
+
+    def cost(self, usage: Usage) -> float:
+        spec = self.services.settings.models.get(self.model)
+        return spec.price.cost(usage) if spec else 0.0
+
+    async def reserve(self, worst: Callable[[], Awaitable[Usage]]) -> None:
+        """Hold the most this call may use (``worst()``, counted only for a key with token
+        or budget limits) against its key's limits, or refuse it."""
+        key = self.caller.key
+        if key is not None and key.metered:
+            most = await worst()
+            self.reservation = await self.services.limits.reserve(
+                key, most.total_tokens, self.cost(most)
+            )
 
     def mark_first_token(self) -> None:
         if self.first_token is None:
@@ -64,8 +107,8 @@ class Call:
     async def finish(self, usage: Usage, status: str, error: str | None = None) -> None:
         latency = time.perf_counter() - self.started
         ttft = None if self.first_token is None else self.first_token - self.started
-        spec = self.services.settings.models.get(self.model)
-        cost = spec.price.cost(usage) if spec else 0.0
+        cost = self.cost(usage)
+        self.services.limits.settle(self.reservation, usage.total_tokens, cost)
         self.services.metrics.observe(
             model=self.model,
             endpoint=self.endpoint,
@@ -88,6 +131,7 @@ class Call:
             error=error,
             cost=cost,
             stream=self.stream,
+            key_id=self.caller.key_id,
         )
         try:
             await asyncio.to_thread(self.services.calllog.record, record)

@@ -1,5 +1,5 @@
-"""The call log: one row per request with its tokens, latency and cost, and the usage view
-the web UI and ``hearth`` commands read back."""
+"""The call log: one row per request with its tokens, latency, cost and API key, and the
+usage view the web UI, ``hearth usage`` and ``GET /v1/usage`` read back."""
 
 from __future__ import annotations
 
@@ -27,38 +27,42 @@ class CallRecord:
     error: str | None
     cost: float  # from the model's price, computed by the caller
     stream: bool
+    key_id: str | None = None  # the API key that made the call; None without auth
 
 
 @dataclass(frozen=True)
 class UsageRow:
-    day: str  # "YYYY-MM-DD", UTC
-    model: str
     calls: int
     errors: int
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     cost: float
+    # the grouping columns asked for; the others stay None
+    day: str | None = None  # "YYYY-MM-DD", UTC
+    model: str | None = None
+    key: str | None = None  # key id ("" for calls made without a key)
+    key_name: str | None = None
 
+
+# What usage can be grouped by, and the SQL of each.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "day": ("date(c.created, 'unixepoch') AS day",),
+    "model": ("c.model AS model",),
+    "key": ("COALESCE(c.key_id, '') AS key", "COALESCE(k.name, '') AS key_name"),
+}
 
 _COLUMNS = ", ".join(f.name for f in fields(CallRecord))
 _INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' for _ in fields(CallRecord))})"
 _SELECT = f"SELECT {_COLUMNS} FROM calls"
 
 # total_tokens is derived here rather than stored, so it can never disagree with its parts.
-_USAGE = """
-SELECT date(created, 'unixepoch') AS day, model,
-       COUNT(*) AS calls,
-       SUM(status = 'error') AS errors,
-       SUM(prompt_tokens) AS prompt_tokens,
-       SUM(completion_tokens) AS completion_tokens,
-       SUM(prompt_tokens + completion_tokens) AS total_tokens,
-       SUM(cost) AS cost
-FROM calls
-WHERE created >= ?
-GROUP BY day, model
-ORDER BY day, model
-"""
+_TOTALS = """COUNT(*) AS calls,
+       SUM(c.status = 'error') AS errors,
+       SUM(c.prompt_tokens) AS prompt_tokens,
+       SUM(c.completion_tokens) AS completion_tokens,
+       SUM(c.prompt_tokens + c.completion_tokens) AS total_tokens,
+       SUM(c.cost) AS cost"""
 
 
 class CallLog:
@@ -81,13 +85,40 @@ class CallLog:
         rows = self.db.query(f"{_SELECT} WHERE id = ?", (id,))
         return _record(rows[0]) if rows else None
 
-    def usage(self, since: datetime.date | None = None) -> list[UsageRow]:
-        """Totals per UTC day and model, from ``since`` (a UTC day, inclusive) on."""
+    def usage(
+        self,
+        since: datetime.date | None = None,
+        *,
+        by: tuple[str, ...] = ("day", "model"),
+        key_id: str | None = None,
+    ) -> list[UsageRow]:
+        """Totals from ``since`` (a UTC day, inclusive) on, grouped by ``by`` (any of
+        ``GROUPS``), for one key's calls or, with ``key_id`` None, everyone's."""
+        unknown = [g for g in by if g not in GROUPS]
+        if unknown or not by:
+            raise ValueError(f"usage can be grouped by {', '.join(GROUPS)}; got {list(by)}")
         start = 0.0
         if since is not None:
             midnight = datetime.datetime.combine(since, datetime.time(), datetime.UTC)
             start = midnight.timestamp()
-        return [UsageRow(**row) for row in self.db.query(_USAGE, (start,))]
+        columns = [sql for g in by for sql in GROUPS[g]]
+        names = [sql.rsplit(" AS ", 1)[1] for sql in columns]
+        params: list[Any]
+        where, params = "c.created >= ?", [start]
+        if key_id is not None:
+            where += " AND c.key_id = ?"
+            params.append(key_id)
+        sql = (
+            f"SELECT {', '.join(columns)}, {_TOTALS} FROM calls c "
+            f"LEFT JOIN api_keys k ON k.id = c.key_id WHERE {where} "
+            f"GROUP BY {', '.join(names)} ORDER BY {', '.join(names)}"
+        )
+        return [UsageRow(**row) for row in self.db.query(sql, params)]
+
+    def spent(self, key_id: str) -> float:
+        """What a key's calls have cost so far (where its budget starts from)."""
+        rows = self.db.query("SELECT SUM(cost) AS cost FROM calls WHERE key_id = ?", (key_id,))
+        return float(rows[0]["cost"] or 0.0)
 
     def close(self) -> None:
         self.db.close()

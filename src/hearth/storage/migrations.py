@@ -38,6 +38,29 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX calls_model ON calls (model);
         """,
     ),
+    (
+        2,
+        "api keys; the key of every call",
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            hash TEXT NOT NULL UNIQUE,
+            hint TEXT NOT NULL,
+            models TEXT,
+            kbs TEXT,
+            rpm INTEGER,
+            tpm INTEGER,
+            budget REAL,
+            expires REAL,
+            admin INTEGER NOT NULL,
+            created REAL NOT NULL,
+            revoked REAL
+        );
+        ALTER TABLE calls ADD COLUMN key_id TEXT;
+        CREATE INDEX calls_key ON calls (key_id, created);
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from hearth.errors import HearthError, Unsupported
+from hearth.server.auth import Caller, authenticate
+from hearth.server.openapi import errors
 from hearth.server.protocol import EmbeddingBody
 from hearth.server.render import usage_json
 from hearth.server.routes.deps import services
@@ -15,6 +17,13 @@ from hearth.server.services import Call, Services
 from hearth.types import Usage
 
 router = APIRouter()
+
+
+async def _unmetered() -> Usage:
+    """Embeddings reserve nothing ahead: they are checked against what the key has used and
+    count what they used once done."""
+    return Usage()
+
 
 # e5-style models were trained with these prefixes; a text that starts with one is sent
 # as that kind (the prefix itself is not repeated), anything else as a passage.
@@ -28,9 +37,13 @@ def _encode(vector: list[float], fmt: str) -> list[float] | str:
     return vector
 
 
-@router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingBody, svc: Services = Depends(services)) -> dict[str, Any]:
-    runner = await svc.registry.get(body.model)
+@router.post("/v1/embeddings", responses=errors(400, 404, 429))
+async def embeddings(
+    body: EmbeddingBody,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    runner = await svc.runner(caller, body.model)
     if not runner.engine.capabilities.embeddings:
         raise Unsupported(
             f"model '{body.model}' does not serve embeddings; try multilingual-e5-small",
@@ -39,7 +52,8 @@ async def embeddings(body: EmbeddingBody, svc: Services = Depends(services)) -> 
     texts = body.texts()
     queries = [t.startswith(_QUERY) for t in texts]
     stripped = [t.removeprefix(_QUERY).removeprefix(_PASSAGE) for t in texts]
-    call = Call(svc, body.model, "embeddings", False, prefix="emb")
+    call = Call(svc, body.model, "embeddings", False, caller=caller, prefix="emb")
+    await call.reserve(_unmetered)
     deadline = time.monotonic() + runner.timeout
     vectors: list[list[float]] = [[] for _ in texts]
     tokens = 0

@@ -3,7 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from hearth.server.auth import Caller, authenticate
 from hearth.server.generation import check_request, generate
+from hearth.server.openapi import STREAMED, errors
 from hearth.server.protocol import ChatCompletionBody, CompletionBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
@@ -11,25 +13,47 @@ from hearth.server.services import Services
 router = APIRouter()
 
 
-@router.post("/v1/chat/completions", response_model=None)
+@router.post(
+    "/v1/chat/completions", response_model=None, responses=errors(400, 404, 413, 429) | STREAMED
+)
 async def chat_completions(
-    body: ChatCompletionBody, http: Request, svc: Services = Depends(services)
+    body: ChatCompletionBody,
+    http: Request,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> JSONResponse | StreamingResponse | Response:
-    runner = await svc.registry.get(body.model)
+    runner = await svc.runner(caller, body.model)
     request = body.to_domain()
     check_request(runner, request)
     return await generate(
-        svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
+        svc,
+        runner,
+        request,
+        caller=caller,
+        stream=body.stream,
+        include_usage=body.include_usage(),
+        http=http,
     )
 
 
-@router.post("/v1/completions", response_model=None)
+@router.post(
+    "/v1/completions", response_model=None, responses=errors(400, 404, 413, 429) | STREAMED
+)
 async def completions(
-    body: CompletionBody, http: Request, svc: Services = Depends(services)
+    body: CompletionBody,
+    http: Request,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> JSONResponse | StreamingResponse | Response:
-    runner = await svc.registry.get(body.model)
+    runner = await svc.runner(caller, body.model)
     request = body.to_domain()
     check_request(runner, request)
     return await generate(
-        svc, runner, request, stream=body.stream, include_usage=body.include_usage(), http=http
+        svc,
+        runner,
+        request,
+        caller=caller,
+        stream=body.stream,
+        include_usage=body.include_usage(),
+        http=http,
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from hearth.errors import DocumentNotFound, PayloadTooLarge, UserError
 from hearth.rag.answer import build_prompt
@@ -19,7 +19,10 @@ from hearth.rag.ingest import ingest
 from hearth.rag.kb import embedder_of
 from hearth.rag.retrieve import DEFAULT_THRESHOLD, Result, search
 from hearth.rag.stores.base import Filters
+from hearth.server.auth import Caller, authenticate
 from hearth.server.generation import check_request, generate
+from hearth.server.openapi import STREAMED, errors
+from hearth.server.protocol import RequestBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 from hearth.types import ChatRequest, GenerationParams
@@ -27,21 +30,21 @@ from hearth.types import ChatRequest, GenerationParams
 router = APIRouter(prefix="/v1/knowledge_bases")
 
 
-class CreateBody(BaseModel):
+class CreateBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=r"^[\w\-.\u4e00-\u9fff]+$")
     embedder: str = E5_NAME
     description: str = ""
 
 
-class SearchBody(BaseModel):
+class SearchBody(RequestBody):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1)
     k: int = Field(default=5, ge=1, le=100)
     mode: str = Field(default="hybrid", pattern="^(hybrid|vector|keyword)$")
     threshold: float | None = DEFAULT_THRESHOLD
-    documents: list[str] = []
-    tags: list[str] = []
+    documents: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
 
 
 class AskBody(SearchBody):
@@ -52,36 +55,53 @@ class AskBody(SearchBody):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-@router.post("", status_code=201)
-async def create(body: CreateBody, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.post("", status_code=201, responses=errors(400, 403, 409))
+async def create(
+    body: CreateBody, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    caller.require_admin("Creating a knowledge base")
     emb = await asyncio.to_thread(embedder_for, body.embedder)
     kb = await asyncio.to_thread(svc.kb.create_kb, body.name, emb.model, emb.dim, body.description)
     return dataclasses.asdict(kb)
 
 
 @router.get("")
-async def list_kbs(svc: Services = Depends(services)) -> dict[str, Any]:
-    kbs = await asyncio.to_thread(svc.kb.list_kbs)
+async def list_kbs(
+    svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    kbs = [k for k in await asyncio.to_thread(svc.kb.list_kbs) if caller.may_use_kb(k.name)]
     return {"object": "list", "data": [dataclasses.asdict(k) for k in kbs]}
 
 
-@router.get("/{name}")
-async def get_kb(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.get("/{name}", responses=errors(404))
+async def get_kb(
+    name: str, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    svc.check_kb(caller, name)
     return dataclasses.asdict(await asyncio.to_thread(svc.kb.get_kb, name))
 
 
-@router.delete("/{name}")
-async def drop(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.delete("/{name}", responses=errors(403, 404))
+async def drop(
+    name: str, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    svc.check_kb(caller, name)
+    caller.require_admin("Deleting a knowledge base")
     await asyncio.to_thread(svc.kb.get_kb, name)
     await asyncio.to_thread(svc.kb.drop_kb, name)
     return {"deleted": name}
 
 
-@router.post("/{name}/documents")
+@router.post("/{name}/documents", responses=errors(400, 403, 404))
 async def upload(
-    name: str, files: list[UploadFile], svc: Services = Depends(services)
+    name: str,
+    files: list[UploadFile],
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> dict[str, Any]:
     """Multipart upload (field ``files``, repeatable); ingested before the answer."""
+    svc.check_kb(caller, name)
+    caller.require_admin("Adding documents")
     kb = await asyncio.to_thread(svc.kb.get_kb, name)
     limit = svc.settings.max_upload_bytes
     with tempfile.TemporaryDirectory(prefix="hearth-upload-") as tmp:
@@ -105,23 +125,32 @@ async def upload(
     return dataclasses.asdict(report) | {"chunks_per_second": report.chunks_per_second}
 
 
-@router.get("/{name}/documents")
-async def documents(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.get("/{name}/documents", responses=errors(404))
+async def documents(
+    name: str, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    svc.check_kb(caller, name)
     records = await asyncio.to_thread(svc.kb.documents, name)
     return {"object": "list", "data": [dataclasses.asdict(r) for r in records]}
 
 
-@router.delete("/{name}/documents/{document:path}")
+@router.delete("/{name}/documents/{document:path}", responses=errors(403, 404))
 async def delete_document(
-    name: str, document: str, svc: Services = Depends(services)
+    name: str,
+    document: str,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> dict[str, Any]:
+    svc.check_kb(caller, name)
+    caller.require_admin("Deleting documents")
     await asyncio.to_thread(svc.kb.get_kb, name)
     if not await asyncio.to_thread(svc.kb.delete_document, name, document):
         raise DocumentNotFound(name, document)
     return {"deleted": document}
 
 
-async def _search(svc: Services, name: str, body: SearchBody) -> list[Result]:
+async def _search(svc: Services, caller: Caller, name: str, body: SearchBody) -> list[Result]:
+    svc.check_kb(caller, name)
     kb = await asyncio.to_thread(svc.kb.get_kb, name)
     emb = await asyncio.to_thread(embedder_of, kb)
     filters = Filters(tuple(body.documents), tuple(body.tags))
@@ -138,23 +167,30 @@ async def _search(svc: Services, name: str, body: SearchBody) -> list[Result]:
     )
 
 
-@router.post("/{name}/search")
+@router.post("/{name}/search", responses=errors(400, 404))
 async def search_route(
-    name: str, body: SearchBody, svc: Services = Depends(services)
+    name: str,
+    body: SearchBody,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> dict[str, Any]:
-    results = await _search(svc, name, body)
+    results = await _search(svc, caller, name, body)
     return {"object": "list", "query": body.query, "data": [r.as_dict() for r in results]}
 
 
-@router.post("/{name}/ask", response_model=None)
+@router.post("/{name}/ask", response_model=None, responses=errors(400, 404, 429) | STREAMED)
 async def ask(
-    name: str, body: AskBody, http: Request, svc: Services = Depends(services)
+    name: str,
+    body: AskBody,
+    http: Request,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
 ) -> JSONResponse | StreamingResponse | Response:
     """Answer from the knowledge base: a chat completion plus ``sources``."""
     if not body.query.strip():
         raise UserError("question is required", param="question")
-    results = await _search(svc, name, body)
-    runner = await svc.registry.get(body.model or svc.settings.default_model)
+    runner = await svc.runner(caller, body.model or svc.settings.default_model)
+    results = await _search(svc, caller, name, body)
     prompt = await build_prompt(runner.engine, body.query, results, max_tokens=body.max_tokens)
     request = ChatRequest(prompt.messages, GenerationParams(max_tokens=prompt.max_tokens))
     check_request(runner, request)
@@ -163,6 +199,7 @@ async def ask(
         svc,
         runner,
         request,
+        caller=caller,
         stream=body.stream,
         include_usage=None,
         http=http,

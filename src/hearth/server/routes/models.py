@@ -4,6 +4,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from hearth.errors import ModelNotFound
+from hearth.server.auth import Caller, authenticate
+from hearth.server.openapi import errors
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 
@@ -29,10 +32,16 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
 
 
 @router.get("/v1/models")
-async def list_models(svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"object": "list", "data": [_model(svc, n) for n in svc.registry.names()]}
+async def list_models(
+    svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    return {"object": "list", "data": [_model(svc, n) for n in svc.models(caller)]}
 
 
-@router.get("/v1/models/{name:path}")
-async def get_model(name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.get("/v1/models/{name:path}", responses=errors(404))
+async def get_model(
+    name: str, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
+    if not caller.may_use_model(name):
+        raise ModelNotFound(name, svc.models(caller))
     return _model(svc, name)

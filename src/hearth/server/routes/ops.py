@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from hearth.server.auth import Caller, authenticate
+from hearth.server.openapi import errors
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 
@@ -29,6 +31,13 @@ async def health(svc: Services = Depends(services)) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics")
-async def metrics(svc: Services = Depends(services)) -> Response:
+@router.get(
+    "/metrics",
+    responses=errors(403)
+    | {200: {"description": "Prometheus metrics", "content": {CONTENT_TYPE_LATEST: {}}}},
+)
+async def metrics(
+    svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> Response:
+    caller.require_admin("Reading /metrics")
     return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)

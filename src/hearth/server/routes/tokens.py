@@ -5,7 +5,9 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from hearth.engines.base import check_token_ids, count_chat_tokens
-from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody
+from hearth.server.auth import Caller, authenticate
+from hearth.server.openapi import errors
+from hearth.server.protocol import DetokenizeBody, TokenCountBody, TokenizeBody, domain_messages
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 from hearth.tokens import describe
@@ -13,10 +15,12 @@ from hearth.tokens import describe
 router = APIRouter()
 
 
-@router.post("/tokenize")
-async def tokenize(body: TokenizeBody, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.post("/tokenize", responses=errors(400, 404))
+async def tokenize(
+    body: TokenizeBody, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
     name = body.model or svc.settings.default_model
-    runner = await svc.registry.get(name)
+    runner = await svc.runner(caller, name)
     pieces = await runner.engine.tokenize(
         body.content, add_special=body.add_special, parse_special=body.parse_special
     )
@@ -27,21 +31,25 @@ async def tokenize(body: TokenizeBody, svc: Services = Depends(services)) -> dic
     return {"model": name, "count": len(pieces), "tokens": tokens}
 
 
-@router.post("/detokenize")
-async def detokenize(body: DetokenizeBody, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.post("/detokenize", responses=errors(400, 404))
+async def detokenize(
+    body: DetokenizeBody, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
     name = body.model or svc.settings.default_model
-    runner = await svc.registry.get(name)
+    runner = await svc.runner(caller, name)
     check_token_ids(runner.engine, body.tokens, model=name, param="tokens")
     return {"model": name, "content": await runner.engine.detokenize(body.tokens)}
 
 
-@router.post("/v1/tokens/count")
-async def count_tokens(body: TokenCountBody, svc: Services = Depends(services)) -> dict[str, Any]:
+@router.post("/v1/tokens/count", responses=errors(400, 404))
+async def count_tokens(
+    body: TokenCountBody, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
+) -> dict[str, Any]:
     """Tokens of a text, or of a chat request exactly as usage.prompt_tokens counts it."""
     name = body.model or svc.settings.default_model
-    engine = (await svc.registry.get(name)).engine
+    engine = (await svc.runner(caller, name)).engine
     if body.messages is not None:
-        count = await count_chat_tokens(engine, [m.to_domain() for m in body.messages])
+        count = await count_chat_tokens(engine, domain_messages(body.messages))
         return {"object": "tokens.count", "model": name, "kind": "chat", "count": count}
     count = len(await engine.tokenize(body.input or "", add_special=False))
     return {"object": "tokens.count", "model": name, "kind": "text", "count": count}

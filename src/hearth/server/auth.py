@@ -1,0 +1,147 @@
+"""Who is calling: the API key of a request, its scope and its requests per minute.
+
+Keys live in the call-log database and are managed by ``hearth keys`` or ``/v1/keys``. The
+server keeps them in memory and reads the table again at most ``REFRESH`` seconds after it
+last did, so a key created or revoked from the CLI counts within a second. Authentication is
+on when ``auth = true`` is configured or any key was ever created (revoking every key does
+not open the server again).
+
+A key is sent as ``Authorization: Bearer hk-…`` (the OpenAI SDKs, LangChain) or ``api-key:
+hk-…`` (Azure OpenAI clients). Its SHA-256 is looked up and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import time
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from hearth.errors import InvalidApiKey, PermissionDenied
+from hearth.server.quota import Limits
+from hearth.storage.keys import ApiKey, KeyStore, hash_key
+
+REFRESH = 0.5  # seconds a key list read from the database is trusted
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer hk-…")
+_api_key = APIKeyHeader(name="api-key", auto_error=False, description="api-key: hk-… (Azure)")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The key behind a request; ``key`` is None when the server runs without keys."""
+
+    key: ApiKey | None = None
+
+    @property
+    def key_id(self) -> str | None:
+        return self.key.id if self.key else None
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None or self.key.admin
+
+    def may_use_model(self, name: str) -> bool:
+        return self.key is None or self.key.models is None or name in self.key.models
+
+    def may_use_kb(self, name: str) -> bool:
+        return self.key is None or self.key.kbs is None or name in self.key.kbs
+
+    def require_admin(self, what: str) -> None:
+        if not self.admin:
+            raise PermissionDenied(
+                f"{what} needs an admin key; this key ('{self.key.name if self.key else ''}') "
+                "is not one. Create one with `hearth keys create NAME --admin`."
+            )
+
+
+class KeyRing:
+    """The keys as the server sees them, re-read from the database when stale."""
+
+    def __init__(self, store: KeyStore, *, required: bool) -> None:
+        self.store = store
+        self.required = required  # `auth = true`: keys are needed even before one exists
+        self._by_hash: dict[str, ApiKey] = {}
+        self._any = False
+        self._read_at = -REFRESH
+        self._reading: asyncio.Task[None] | None = None
+
+    async def _fresh(self) -> None:
+        if time.monotonic() - self._read_at < REFRESH:
+            return
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+        reading = self._reading
+        try:
+            await asyncio.shield(reading)
+        finally:
+            if self._reading is reading and reading.done():
+                self._reading = None
+
+    async def _read(self) -> None:
+        started = time.monotonic()
+        keys = await asyncio.to_thread(self.store.all)
+        self._by_hash = {k.hash: k for k in keys}
+        self._any = bool(keys)
+        self._read_at = started
+
+    async def enabled(self) -> bool:
+        await self._fresh()
+        return self.required or self._any
+
+    async def authenticate(self, presented: str | None) -> Caller:
+        if not await self.enabled():
+            return Caller()
+        if not presented:
+            raise InvalidApiKey(
+                "This server needs an API key: send 'Authorization: Bearer hk-…' (or "
+                "'api-key: hk-…'). An admin creates keys with `hearth keys create NAME`."
+            )
+        digest = hash_key(presented)
+        key = self._by_hash.get(digest)
+        if key is None or not hmac.compare_digest(key.hash, digest):
+            raise InvalidApiKey("Incorrect API key provided. Check the key, or ask for a new one.")
+        state = key.state()
+        if state != "active":
+            raise InvalidApiKey(f"API key '{key.name}' ({key.hint}) is {state}.")
+        return Caller(key)
+
+
+async def authenticate(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    api_key: str | None = Depends(_api_key),
+) -> Caller:
+    """FastAPI dependency: the caller of this request, counted against its rate limit."""
+    services = request.app.state.services
+    presented = bearer.credentials if bearer is not None else api_key
+    caller: Caller = await services.keys.authenticate(presented)
+    if caller.key is not None:
+        limits: Limits = services.limits
+        await limits.admit(caller.key)
+    return caller
+
+
+def exposure_warning(host: str, keys_in_use: bool) -> str | None:
+    """What to tell someone who serves beyond this machine with no key to protect it."""
+    if keys_in_use or _loopback(host):
+        return None
+    return (
+        f"hearth is listening on {host} with no API key: anyone who can reach this port "
+        "can use every model and knowledge base and read the usage. Create a key with "
+        "`hearth keys create admin --admin` (the server picks it up at once), or bind "
+        "to 127.0.0.1."
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,151 @@
+"""Per-key limits: requests per minute, tokens per minute, and a budget.
+
+All counting happens on the event loop with no ``await`` between a check and its update,
+so many requests arriving at once are admitted exactly up to the limit.
+
+A generation cannot know its cost before it runs, so it *reserves* its worst case when it is
+admitted: the prompt's tokens (counted by the model's own tokenizer) plus ``max_tokens`` for
+each choice, or the rest of the context when ``max_tokens`` is not given, priced at the
+model's rates. A request is refused when the reservation does not fit beside what the key
+has used in the last minute (tokens) or spent in all (budget) and what its calls in flight
+have reserved. When the call ends the reservation is replaced by what it really used. A key
+therefore never goes over its budget or its tokens per minute; a small ``max_tokens`` keeps
+reservations small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hearth.errors import InsufficientQuota, RateLimited
+from hearth.storage.keys import ApiKey
+
+WINDOW = 60.0  # seconds: "per minute"
+
+
+@dataclass
+class Reservation:
+    key_id: str
+    tokens: int
+    cost: float
+    settled: bool = False
+
+
+@dataclass
+class _Usage:
+    """One key's last minute and its spend."""
+
+    spent: float
+    requests: deque[float] = field(default_factory=deque)  # admission times
+    tokens: deque[tuple[float, int]] = field(default_factory=deque)  # (time, tokens) used
+    tokens_in_window: int = 0
+    reserved_tokens: int = 0
+    reserved_cost: float = 0.0
+
+    def expire(self, now: float) -> None:
+        while self.requests and self.requests[0] <= now - WINDOW:
+            self.requests.popleft()
+        while self.tokens and self.tokens[0][0] <= now - WINDOW:
+            self.tokens_in_window -= self.tokens.popleft()[1]
+
+
+class Limits:
+    """The live counters of every key seen since the server started. A key's spend starts
+    from the call log (``spent``, read once per key), so a restart forgets no cost."""
+
+    def __init__(self, spent: Callable[[str], float]) -> None:
+        self._spent = spent
+        self._usage: dict[str, _Usage] = {}
+        self._loading: dict[str, asyncio.Task[float]] = {}
+
+    async def _of(self, key: ApiKey) -> _Usage:
+        usage = self._usage.get(key.id)
+        if usage is None:
+            task = self._loading.get(key.id)
+            if task is None:
+                task = asyncio.create_task(asyncio.to_thread(self._spent, key.id))
+                self._loading[key.id] = task
+            spent = await task
+            self._loading.pop(key.id, None)
+            usage = self._usage.setdefault(key.id, _Usage(spent))
+        return usage
+
+    async def admit(self, key: ApiKey) -> None:
+        """Count one request against the key's requests per minute."""
+        if key.rpm is None:
+            return
+        usage = await self._of(key)
+        now = time.monotonic()
+        usage.expire(now)
+        if len(usage.requests) >= key.rpm:
+            wait = usage.requests[0] + WINDOW - now
+            raise RateLimited(
+                f"API key '{key.name}' is limited to {key.rpm} requests per minute; "
+                f"retry in {math.ceil(wait)} s",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        usage.requests.append(now)
+
+    async def reserve(self, key: ApiKey, tokens: int, cost: float) -> Reservation:
+        """Hold ``tokens`` and ``cost`` for a call about to run, or refuse it."""
+        usage = await self._of(key)
+        now = time.monotonic()
+        usage.expire(now)
+        if key.tpm is not None:
+            if tokens > key.tpm:
+                raise RateLimited(
+                    f"this request may use {tokens} tokens (its prompt plus max_tokens), more "
+                    f"than API key '{key.name}' may use in a minute ({key.tpm}); lower "
+                    "max_tokens or shorten the prompt",
+                    retry_after=int(WINDOW),
+                )
+            in_use = usage.tokens_in_window + usage.reserved_tokens
+            if in_use + max(tokens, 1) > key.tpm:
+                raise RateLimited(
+                    f"API key '{key.name}' is limited to {key.tpm} tokens per minute; "
+                    f"{in_use} are used or held by calls in flight and this request may "
+                    f"use {tokens}",
+                    retry_after=_retry_after(usage, key.tpm - tokens, now),
+                )
+        if key.budget is not None:
+            committed = usage.spent + usage.reserved_cost
+            if usage.spent >= key.budget or committed + cost > key.budget:
+                raise InsufficientQuota(
+                    f"API key '{key.name}' has a budget of {key.budget:g}: {usage.spent:.6g} "
+                    f"is spent, {usage.reserved_cost:.6g} is held by calls in flight, and this "
+                    f"request may cost up to {cost:.6g}. Lower max_tokens, or raise the budget "
+                    "with a new key (`hearth keys create`).",
+                )
+        usage.reserved_tokens += tokens
+        usage.reserved_cost += cost
+        return Reservation(key.id, tokens, cost)
+
+    def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
+        """Replace a reservation by what the call really used."""
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        usage = self._usage[reservation.key_id]
+        usage.reserved_tokens -= reservation.tokens
+        usage.reserved_cost -= reservation.cost
+        usage.spent += cost
+        if tokens:
+            usage.tokens.append((time.monotonic(), tokens))
+            usage.tokens_in_window += tokens
+
+
+def _retry_after(usage: _Usage, room: int, now: float) -> int:
+    """Seconds until the tokens used in the last minute leave room for ``room`` more."""
+    if usage.reserved_tokens:
+        return 1  # calls in flight will settle soon and may free their reservation
+    left = usage.tokens_in_window
+    for at, tokens in usage.tokens:
+        left -= tokens
+        if left <= room:
+            return max(1, math.ceil(at + WINDOW - now))
+    return 1
