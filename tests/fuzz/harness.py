@@ -42,7 +42,7 @@ FIXED_SEED = 20261202
 RANDOM_SEED = int(os.environ.get("HEARTH_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 KB = "fuzzkb"
 DOCUMENT = "guide.md"
-DOC_TEXT = "# 年假\n\n员工每年有 15 天年假。\n\n# Remote work\n\nStaff may work remotely two days a week.\n"
+DOC_TEXT = "# 年假\n\n员工每年有 15 天年假。\n\n# Remote work\n\nTwo days a week from home.\n"
 
 
 def schema() -> Any:

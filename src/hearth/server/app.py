@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
         title="hearth",
         version=_version(),
         description="OpenAI-compatible API for local and remote models, knowledge bases and "
-        "API keys. Errors are OpenAI-shaped: {\"error\": {message, type, param, code}}.",
+        'API keys. Errors are OpenAI-shaped: {"error": {message, type, param, code}}.',
         lifespan=lifespan,
     )
     errors.install(app)
