@@ -152,3 +152,16 @@ def test_make_serve_quickstart_on_default_model(tmp_path: Path) -> None:
         r = httpx.post(url + "/v1/chat/completions", json=body, timeout=120)
         assert r.status_code == 200
         assert "北京" in r.json()["choices"][0]["message"]["content"]
+
+
+def test_serving_beyond_this_machine_without_a_key_warns(home: Path) -> None:
+    with hearth_serve(home, "--host", "0.0.0.0", "--model", "fake", "--no-preload") as (_, proc):
+        pass
+    printed = proc.stdout.read() if proc.stdout else ""
+    assert "warning" in printed and "no API key" in printed, printed
+    made = run(home, "keys", "create", "admin", "--admin")
+    assert made.returncode == 0 and "hk-" in made.stdout, made.stderr
+    with hearth_serve(home, "--host", "0.0.0.0", "--model", "fake", "--no-preload") as (url, proc):
+        assert httpx.get(url + "/v1/models").status_code == 401
+    printed = proc.stdout.read() if proc.stdout else ""
+    assert "no API key" not in printed, printed

@@ -7,6 +7,9 @@ import typer
 from rich.console import Console
 
 from hearth.config import load_settings
+from hearth.server.auth import exposure_warning
+from hearth.storage.calllog import open_calllog
+from hearth.storage.keys import KeyStore
 
 console = Console()
 
@@ -49,5 +52,16 @@ def serve(
         mark = " (default)" if name == settings.default_model else ""
         console.print(f"  • {name}{mark} — {spec.engine}: {spec.description}")
     console.print(f"  home: {settings.home}  call log: {settings.db_url}")
+    warning = exposure_warning(settings.host, settings.auth or _any_key(settings.db_url))
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
     app = create_app(settings, preload=[settings.default_model] if preload else [])
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _any_key(db_url: str) -> bool:
+    log = open_calllog(db_url)
+    try:
+        return bool(KeyStore(log.db).all())
+    finally:
+        log.close()

@@ -10,38 +10,53 @@ from rich.table import Table
 
 from hearth.config import load_settings
 from hearth.errors import UserError
-from hearth.storage.calllog import open_calllog
+from hearth.storage.calllog import GROUPS, open_calllog
 
 console = Console()
 
 
+def parse_day(text: str | None) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise UserError(f"--since must be a date like 2026-01-31, got {text!r}") from e
+
+
 def usage(
     since: str = typer.Option(None, help="First day to include, YYYY-MM-DD (UTC)."),
+    by: str = typer.Option(
+        "day,model", help=f"Group by some of: {', '.join(GROUPS)} (comma-separated)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Calls, tokens and cost by model and day, from the call log."""
-    start = None
-    if since:
-        try:
-            start = dt.date.fromisoformat(since)
-        except ValueError as e:
-            raise UserError(f"--since must be a date like 2026-01-31, got {since!r}") from e
-    settings = load_settings()
-    log = open_calllog(settings.db_url)
+    """Calls, tokens and cost from the call log, by day and model (or --by key ...)."""
+    groups = tuple(g.strip() for g in by.split(",") if g.strip())
+    if not groups or any(g not in GROUPS for g in groups):
+        raise UserError(f"--by takes some of {', '.join(GROUPS)}; got {by!r}")
+    start = parse_day(since)
+    log = open_calllog(load_settings().db_url)
     try:
-        rows = log.usage(start)
+        rows = log.usage(start, by=groups)
     finally:
         log.close()
+    columns = _columns(groups)
     if as_json:
-        typer.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+        typer.echo(json.dumps([_row(dataclasses.asdict(r), columns) for r in rows], indent=2))
+        return
+    if not rows:
+        console.print("No calls logged yet. Start the server with `hearth serve` and make one.")
         return
     table = Table(title="hearth usage")
-    for col in ("day", "model", "calls", "errors", "prompt", "completion", "total", "cost"):
-        table.add_column(col, justify="right" if col not in ("day", "model") else "left")
+    for col in columns:
+        table.add_column(col)
+    for col in ("calls", "errors", "prompt", "completion", "total", "cost"):
+        table.add_column(col, justify="right")
     for r in rows:
+        cells = [str(getattr(r, c) or "-") for c in columns]
         table.add_row(
-            r.day,
-            r.model,
+            *cells,
             str(r.calls),
             str(r.errors),
             str(r.prompt_tokens),
@@ -49,7 +64,17 @@ def usage(
             str(r.total_tokens),
             f"{r.cost:.4f}",
         )
-    if not rows:
-        console.print("No calls logged yet. Start the server with `hearth serve` and make one.")
-        return
     console.print(table)
+
+
+_GROUPED = ("day", "model", "key", "key_name")
+
+
+def _columns(groups: tuple[str, ...]) -> list[str]:
+    """The row fields a grouping fills: a key comes with its name."""
+    return [c for g in groups for c in (("key", "key_name") if g == "key" else (g,))]
+
+
+def _row(row: dict[str, object], columns: list[str]) -> dict[str, object]:
+    """The grouping columns asked for, then the totals."""
+    return {k: v for k, v in row.items() if k in columns or k not in _GROUPED}

@@ -89,6 +89,10 @@ class KeyRing:
         self._any = bool(keys)
         self._read_at = started
 
+    def changed(self) -> None:
+        """This process changed the table: read it again on the next request."""
+        self._read_at = -REFRESH
+
     async def enabled(self) -> bool:
         await self._fresh()
         return self.required or self._any

@@ -63,6 +63,7 @@ async def create_key(
         expires=expires,
         admin=body.admin,
     )
+    svc.keys.changed()
     return key.public() | {"key": secret}
 
 
@@ -81,6 +82,7 @@ async def revoke_key(
 ) -> dict[str, Any]:
     caller.require_admin("Managing API keys")
     key = await asyncio.to_thread(_store(svc).revoke, key_id)
+    svc.keys.changed()
     return key.public()
 
 
