@@ -135,6 +135,8 @@ def _check(node: Any, path: str, root: dict[str, Any]) -> None:
 def _check_values(node: dict[str, Any], path: str) -> None:
     """``enum`` and ``const`` replace the whole subschema in the grammar, so nothing may sit
     beside them that one of their values would break."""
+    if node.get("enum") == []:
+        raise Unenforced(path, "enum", "an empty enum matches nothing")
     if ("enum" in node or "const" in node) and len(set(node) & ENFORCED) > 1:
         import jsonschema
 
