@@ -13,6 +13,8 @@ from pypdf import PdfWriter
 
 import hearth
 from hearth.errors import ParseError, UserError
+from hearth.evals.retrieval import QA
+from hearth.evals.retrieval import direction as direction_of
 from hearth.rag.parse import SEPARATOR, SUPPORTED, parse
 from hearth.rag.parse.document import RawBlock, assemble
 from hearth.rag.parse.pdf import paragraphs
@@ -75,8 +77,28 @@ def test_qa_set_points_at_real_passages() -> None:
         assert holders == [row["document"]], row
         chinese += any("\u4e00" <= c <= "\u9fff" for c in row["question"])
     assert 0.4 <= chinese / len(lines) <= 0.6
-    smalltalk = (SAMPLE / "smalltalk.txt").read_text(encoding="utf-8").split("\n")
-    assert [s for s in smalltalk if s] == ["你好", "谢谢", "hello", "how are you", "再见"]
+    smalltalk = (SAMPLE / "smalltalk.txt").read_text(encoding="utf-8").splitlines()
+    assert len(smalltalk) >= 40 and smalltalk[:5] == [
+        "你好",
+        "谢谢",
+        "hello",
+        "how are you",
+        "再见",
+    ]
+
+
+def test_crosslingual_qa_set_points_at_real_passages_in_the_other_language() -> None:
+    lines = (SAMPLE / "qa_crosslingual.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = {p.name: parse(p).text for p in FILES}
+    directions = {"en→zh": 0, "zh→en": 0}
+    for line in lines:
+        row = json.loads(line)
+        holders = [name for name, text in texts.items() if row["answer_contains"] in text]
+        assert holders == [row["document"]], row
+        direction = direction_of(QA(**row))
+        assert direction in directions, row
+        directions[direction] += 1
+    assert min(directions.values()) >= 10 and sum(directions.values()) >= 20
 
 
 # -- PDF ----------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from hearth.errors import UserError
 from hearth.rag import ingest as ingest_mod
 from hearth.rag.embed import E5_NAME, embedder_for
 from hearth.rag.kb import embedder_of, open_store
-from hearth.rag.retrieve import DEFAULT_THRESHOLD, search
 from hearth.rag.stores.base import Filters, Store
 
 app = typer.Typer(
@@ -196,16 +195,26 @@ def search_cmd(
     query: str,
     k: int = typer.Option(5, "--k", "-k", help="How many chunks."),
     mode: str = typer.Option("hybrid", help="hybrid, vector or keyword."),
-    threshold: float = typer.Option(DEFAULT_THRESHOLD, help="Below this similarity: nothing."),
+    translate: bool = typer.Option(
+        False,
+        help="Also search with the query in the other language (Chinese <-> English), "
+        "translated by the chat model: finds documents written in the other language.",
+    ),
+    model: str = typer.Option(None, "--model", "-m", help="Chat model that translates."),
+    gate: bool = typer.Option(True, help='Small talk ("你好", "thanks") finds nothing.'),
+    threshold: float = typer.Option(None, help="Optional floor on vector similarity."),
     doc: list[str] = typer.Option(None, "--doc", help="Only these documents."),
     tag: list[str] = typer.Option(None, "--tag", help="Only documents with these tags."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Ranked chunks with citations. Example: hearth kb search handbook "年假有几天" """
-    store = _store()
-    emb = embedder_of(store.get_kb(name))
+    from hearth.cli.kb_ask import retrieve
+
+    settings = load_settings()
     filters = Filters(tuple(doc or ()), tuple(tag or ()))
-    results = search(store, emb, name, query, k=k, mode=mode, filters=filters, threshold=threshold)
+    options = {"k": k, "mode": mode, "filters": filters, "gate": gate, "threshold": threshold}
+    translator = (model or settings.default_model) if translate else None
+    results = asyncio.run(retrieve(settings, name, query, translator, **options))
     if as_json:
         _emit([r.as_dict() for r in results])
         return
@@ -222,6 +231,9 @@ def ask(
     question: str,
     model: str = typer.Option(None, "--model", "-m", help="Chat model (default: the default)."),
     k: int = typer.Option(5, "--k", "-k", help="Chunks to retrieve."),
+    translate: bool = typer.Option(
+        True, help="Also search with the question in the other language (Chinese <-> English)."
+    ),
     max_tokens: int = typer.Option(512, help="Longest answer, in tokens."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -229,15 +241,14 @@ def ask(
     from hearth.cli.kb_ask import run_ask
 
     settings = load_settings()
-    store = open_store(settings.knowledge_url)
-    emb = embedder_of(store.get_kb(name))
-    results = search(store, emb, name, question, k=k)
     asyncio.run(
         run_ask(
             settings,
+            name,
             model or settings.default_model,
             question,
-            results,
+            k=k,
+            translate=translate,
             max_tokens=max_tokens,
             as_json=as_json,
             console=console,

@@ -1,17 +1,21 @@
-"""hit@1/3/5 and MRR of a knowledge base's retrieval, per search mode, on a QA set.
+"""hit@1/3/5 and MRR of a knowledge base's retrieval, per search mode, on a QA set, over all
+questions and per direction (the question's language -> the answer's: zh→en, en→zh ...).
 
 A QA line is ``{"question": ..., "document": "file name", "answer_contains": "..."}``; a
 retrieved chunk is a hit when it comes from that document and, if ``answer_contains`` is
-given, holds that text. The relevance gate is off here: this measures ranking.
+given, holds that text. The small-talk gate is off here: this measures ranking. Other
+phrasings of a question (its translation) can be given, as search takes them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from hearth.errors import UserError
+from hearth.rag.answer import language
 from hearth.rag.embed import Embedder
 from hearth.rag.retrieve import MODES, Result, search
 from hearth.rag.stores.base import Store
@@ -32,6 +36,7 @@ class Scores:
     questions: int
     hit_at: dict[int, float]
     mrr: float
+    group: str = "all"  # or a direction such as "en→zh"
 
 
 def load_qa(path: Path) -> list[QA]:
@@ -59,17 +64,42 @@ def is_hit(result: Result, qa: QA) -> bool:
     return result.chunk.document == qa.document and qa.answer_contains in result.chunk.text
 
 
+def direction(qa: QA) -> str:
+    """ "en→zh": an English question whose answer is Chinese text ("?" without an answer)."""
+    target = language(qa.answer_contains) if qa.answer_contains else "?"
+    return f"{language(qa.question)}→{target}"
+
+
 def evaluate(
-    store: Store, embedder: Embedder, kb: str, qa: list[QA], *, modes: tuple[str, ...] = MODES
+    store: Store,
+    embedder: Embedder,
+    kb: str,
+    qa: list[QA],
+    *,
+    modes: tuple[str, ...] = MODES,
+    phrasings: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Scores]:
+    """Scores per mode: over all questions, then per direction when there are several."""
     k = max(CUTOFFS)
+    groups = sorted({direction(item) for item in qa})
     out = []
     for mode in modes:
         ranks: list[int | None] = []
         for item in qa:
-            results = search(store, embedder, kb, item.question, k=k, mode=mode, threshold=None)
+            also = (phrasings or {}).get(item.question, ())
+            results = search(
+                store, embedder, kb, item.question, k=k, mode=mode, gate=False, also=also
+            )
             ranks.append(next((r.rank for r in results if is_hit(r, item)), None))
-        hit_at = {c: sum(1 for r in ranks if r is not None and r <= c) / len(qa) for c in CUTOFFS}
-        mrr = sum(1.0 / r for r in ranks if r is not None) / len(qa)
-        out.append(Scores(mode, len(qa), hit_at, mrr))
+        out.append(_scores(mode, "all", ranks))
+        if len(groups) > 1:
+            for group in groups:
+                picked = [r for r, item in zip(ranks, qa, strict=True) if direction(item) == group]
+                out.append(_scores(mode, group, picked))
     return out
+
+
+def _scores(mode: str, group: str, ranks: list[int | None]) -> Scores:
+    hit_at = {c: sum(1 for r in ranks if r is not None and r <= c) / len(ranks) for c in CUTOFFS}
+    mrr = sum(1.0 / r for r in ranks if r is not None) / len(ranks)
+    return Scores(mode, len(ranks), hit_at, mrr, group)

@@ -74,6 +74,35 @@ async def worst_case(engine: Engine, request: ChatRequest | CompletionRequest) -
     return Usage(prompt, per_choice * request.params.n)
 
 
+async def complete_text(
+    services: Services,
+    runner: Runner,
+    request: ChatRequest,
+    *,
+    caller: Caller,
+    endpoint: str,
+) -> str:
+    """A whole chat answer as text, for hearth's own use of a model (a query translation);
+    logged like any call, under ``endpoint``, and counted against the caller's key."""
+    check_request(runner, request)
+    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix="int")
+    await call.reserve(lambda: worst_case(runner.engine, request))
+    renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
+    try:
+        async for chunk in runner.stream(lambda: runner.engine.stream_chat(request)):
+            renderer.add(chunk)
+    except HearthError as e:
+        await call.finish(renderer.usage or Usage(), "error", e.message)
+        raise
+    except BaseException:
+        with anyio.CancelScope(shield=True):  # the client went away: still log the call
+            usage = await _usage_so_far(runner.engine, request, renderer)
+            await call.finish(usage, "cancelled")
+        raise
+    await call.finish(renderer.usage or Usage(), "ok")
+    return renderer.choices[0].text if renderer.choices else ""
+
+
 async def generate(
     services: Services,
     runner: Runner,

@@ -15,6 +15,7 @@ from hearth.engines.runner import Runner
 from hearth.errors import KnowledgeBaseNotFound, ModelNotFound
 from hearth.rag.kb import open_store
 from hearth.rag.stores.base import Store
+from hearth.rag.translate import Translator
 from hearth.server.auth import Caller, KeyRing
 from hearth.server.metrics import Metrics
 from hearth.server.quota import Limits, Reservation
@@ -34,6 +35,7 @@ class Services:
     _kb: Store | None = None
     keys: KeyRing = field(init=False)
     limits: Limits = field(init=False)
+    translators: dict[str, Translator] = field(default_factory=dict)  # by model: a cache each
 
     def __post_init__(self) -> None:
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)

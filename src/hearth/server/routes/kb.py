@@ -17,15 +17,16 @@ from hearth.rag.answer import build_prompt
 from hearth.rag.embed import E5_NAME, embedder_for
 from hearth.rag.ingest import ingest
 from hearth.rag.kb import embedder_of
-from hearth.rag.retrieve import DEFAULT_THRESHOLD, Result, search
+from hearth.rag.retrieve import Result, search
 from hearth.rag.stores.base import Filters
+from hearth.rag.translate import Translator, search_across_languages
 from hearth.server.auth import Caller, authenticate
-from hearth.server.generation import check_request, generate
+from hearth.server.generation import check_request, complete_text, generate
 from hearth.server.openapi import STREAMED, errors
 from hearth.server.protocol import RequestBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
-from hearth.types import ChatRequest, GenerationParams
+from hearth.types import ChatRequest, GenerationParams, Message
 
 router = APIRouter(prefix="/v1/knowledge_bases")
 
@@ -42,14 +43,25 @@ class SearchBody(RequestBody):
     query: str = Field(min_length=1)
     k: int = Field(default=5, ge=1, le=100)
     mode: str = Field(default="hybrid", pattern="^(hybrid|vector|keyword)$")
-    threshold: float | None = DEFAULT_THRESHOLD
+    gate: bool = Field(default=True, description="Small talk retrieves nothing")
+    threshold: float | None = Field(
+        default=None, description="Optional floor on vector similarity (off by default)"
+    )
+    translate: bool = Field(
+        default=False,
+        description="Also search with the query translated (Chinese <-> English) by a chat "
+        "model: finds documents in the other language; costs one cached model call",
+    )
+    model: str | None = Field(
+        default=None, description="The chat model that translates (and answers, for ask)"
+    )
     documents: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
 
 class AskBody(SearchBody):
     query: str = Field(default="", alias="question")
-    model: str | None = None
+    translate: bool = True
     max_tokens: int = Field(default=512, ge=1)
     stream: bool = False
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -154,16 +166,25 @@ async def _search(svc: Services, caller: Caller, name: str, body: SearchBody) ->
     kb = await asyncio.to_thread(svc.kb.get_kb, name)
     emb = await asyncio.to_thread(embedder_of, kb)
     filters = Filters(tuple(body.documents), tuple(body.tags))
-    return await asyncio.to_thread(
-        search,
-        svc.kb,
-        emb,
-        name,
-        body.query,
-        k=body.k,
-        mode=body.mode,
-        filters=filters,
-        threshold=body.threshold,
+    options: dict[str, Any] = {
+        "k": body.k,
+        "mode": body.mode,
+        "filters": filters,
+        "gate": body.gate,
+        "threshold": body.threshold,
+    }
+    if not body.translate:
+        return await asyncio.to_thread(search, svc.kb, emb, name, body.query, **options)
+    model = body.model or svc.settings.default_model
+    runner = await svc.runner(caller, model)
+
+    async def chat(messages: list[Message], params: GenerationParams) -> str:
+        request = ChatRequest(messages, params)
+        return await complete_text(svc, runner, request, caller=caller, endpoint="kb.translate")
+
+    translator = svc.translators.setdefault(model, Translator())
+    return await search_across_languages(
+        svc.kb, emb, name, body.query, chat=chat, translator=translator, **options
     )
 
 
