@@ -18,7 +18,7 @@ from hearth.errors import UserError
 from hearth.rag.answer import language
 from hearth.rag.embed import Embedder
 from hearth.rag.retrieve import MODES, Result, search
-from hearth.rag.stores.base import Store
+from hearth.rag.stores.base import Filters, Store
 
 CUTOFFS = (1, 3, 5)
 
@@ -64,10 +64,24 @@ def is_hit(result: Result, qa: QA) -> bool:
     return result.chunk.document == qa.document and qa.answer_contains in result.chunk.text
 
 
-def direction(qa: QA) -> str:
-    """ "en→zh": an English question whose answer is Chinese text ("?" without an answer)."""
-    target = language(qa.answer_contains) if qa.answer_contains else "?"
-    return f"{language(qa.question)}→{target}"
+def direction(qa: QA, document_language: str) -> str:
+    """ "en→zh": an English question about a Chinese document."""
+    return f"{language(qa.question)}→{document_language}"
+
+
+def document_languages(
+    store: Store, embedder: Embedder, kb: str, documents: set[str]
+) -> dict[str, str]:
+    """ "zh" for a document whose text is mostly Chinese, else "en", read from a few of its
+    chunks (an answer like an e-mail address says nothing of the document's language)."""
+    out = {}
+    for name in sorted(documents):
+        hits = store.vector_search(kb, embedder.query(name), 3, Filters(documents=(name,)))
+        text = "".join(h.chunk.text for h in hits)
+        han = sum(1 for c in text if "\u3400" <= c <= "\u9fff")
+        letters = sum(1 for c in text if c.isalpha())
+        out[name] = "zh" if letters and han / letters > 0.3 else "en"
+    return out
 
 
 def evaluate(
@@ -81,7 +95,9 @@ def evaluate(
 ) -> list[Scores]:
     """Scores per mode: over all questions, then per direction when there are several."""
     k = max(CUTOFFS)
-    groups = sorted({direction(item) for item in qa})
+    languages = document_languages(store, embedder, kb, {item.document for item in qa})
+    directions = [direction(item, languages[item.document]) for item in qa]
+    groups = sorted(set(directions))
     out = []
     for mode in modes:
         ranks: list[int | None] = []
@@ -94,7 +110,7 @@ def evaluate(
         out.append(_scores(mode, "all", ranks))
         if len(groups) > 1:
             for group in groups:
-                picked = [r for r, item in zip(ranks, qa, strict=True) if direction(item) == group]
+                picked = [r for r, d in zip(ranks, directions, strict=True) if d == group]
                 out.append(_scores(mode, group, picked))
     return out
 
