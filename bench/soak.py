@@ -152,8 +152,12 @@ def main() -> None:
     parser.add_argument("--drop", type=float, default=0.25, help="share of clients that hang up")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--prompt-cache-mib", type=int, help="the model's prompt_cache_mib")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="hearth-soak-"))
+    if args.prompt_cache_mib is not None:
+        config = f'[models."{args.model}"]\nprompt_cache_mib = {args.prompt_cache_mib}\n'
+        (home / "config.toml").write_text(config, encoding="utf-8")
     bundled.ensure(args.model, home / "models")
     port = free_port()
     cmd = [str(Path(sys.executable).with_name("hearth")), "serve", "--model", args.model]
@@ -220,6 +224,7 @@ def report(
             "drop_share": args.drop,
             "max_tokens": args.max_tokens,
             "model": args.model,
+            "prompt_cache_mib": args.prompt_cache_mib,
             "requests": requests,
             "seconds": round(seconds, 1),
             "statuses": {str(k): v for k, v in sorted(books.statuses.items())},

@@ -41,6 +41,10 @@ class ModelSpec:
     script: tuple[str, ...] = ()  # fake engine: replies, used in turn
     delay: float = 0.0  # fake engine: seconds between tokens
     description: str = ""
+    # llamacpp: host memory for the prompts of finished requests, beyond what each slot keeps.
+    # llama.cpp's own default is 8 GiB per model, which a busy server fills over hours; off
+    # by default so memory stays what the model and its slots take.
+    prompt_cache_mib: int = 0
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -180,6 +184,7 @@ _MODEL_KEYS = {
     "delay",
     "description",
     "bundled",
+    "prompt_cache_mib",
 }
 
 

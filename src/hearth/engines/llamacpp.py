@@ -82,6 +82,7 @@ class LlamaCppEngine:
         threads = spec.threads or os.cpu_count() or 1
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
+        params.cache_ram_mib = spec.prompt_cache_mib
         params.port = 0  # loopback endpoint on a free port, for tokenize and templates
         params.verbosity = -1
         try:

@@ -151,6 +151,16 @@ async def generate(
         if isinstance(e, ContextLengthExceeded):
             e.param = "messages" if kind == "chat" else "prompt"
         raise
+    except BaseException as e:
+        # A fault, or the request cancelled while it waited: logged all the same, and its
+        # reservation against the key's limits given back.
+        with anyio.CancelScope(shield=True):
+            await chunks.aclose()
+            if isinstance(e, asyncio.CancelledError):
+                await call.finish(Usage(), "cancelled")
+            else:
+                await call.finish(Usage(), "error", repr(e)[:500])
+        raise
     if not stream:
         return await _whole(call, renderer, engine, request, first, chunks, http, extra)
     return StreamingResponse(
