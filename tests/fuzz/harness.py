@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -133,3 +133,22 @@ def assert_reached(target: Target, model: str) -> None:
     calls = target.live.services().calllog.usage(by=("model",))
     served = {row.model: row.calls for row in calls}
     assert served.get(model, 0) >= 5, served
+
+
+def seeded_tests(schema: Any, max_examples: int) -> tuple[Any, Any]:
+    """The two fuzz tests over every operation: a fixed seed, and a random one."""
+    fuzz = fuzz_settings(max_examples)
+
+    @schema.parametrize()
+    @fuzz
+    @seed(FIXED_SEED)
+    def fixed_seed(case: Any, target: Target) -> None:
+        check(case, target, FIXED_SEED)
+
+    @schema.parametrize()
+    @fuzz
+    @seed(RANDOM_SEED)
+    def random_seed(case: Any, target: Target) -> None:
+        check(case, target, RANDOM_SEED)
+
+    return fixed_seed, random_seed

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from hypothesis import seed
 
 from tests.conftest import make_settings
 from tests.fuzz import harness
 
-SCHEMA = harness.schema()
-FUZZ = harness.fuzz_settings(max_examples=int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "15")))
+EXAMPLES = int(os.environ.get("HEARTH_FUZZ_EXAMPLES", "15"))
+test_fixed_seed, test_random_seed = harness.seeded_tests(harness.schema(), EXAMPLES)
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +19,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Target]
     settings = make_settings(tmp_path_factory.mktemp("fuzz-home"))
     settings = settings.with_served(["fake", "fake-slow", "fake-embed"])
     yield from harness.start(settings, ("fake", "fake-slow", "fake-embed"))
-
-
-@SCHEMA.parametrize()
-@FUZZ
-@seed(harness.FIXED_SEED)
-def test_fixed_seed(case: Any, target: harness.Target) -> None:
-    harness.check(case, target, harness.FIXED_SEED)
-
-
-@SCHEMA.parametrize()
-@FUZZ
-@seed(harness.RANDOM_SEED)
-def test_random_seed(case: Any, target: harness.Target) -> None:
-    harness.check(case, target, harness.RANDOM_SEED)
 
 
 def test_cases_reached_the_engine(target: harness.Target) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from hypothesis import seed
 
 from hearth.hub import bundled
 from tests.conftest import make_settings
@@ -16,8 +14,7 @@ pytestmark = pytest.mark.slow
 
 SMOL = "smollm2-135m-instruct"
 E5 = "multilingual-e5-small"
-SCHEMA = harness.schema()
-FUZZ = harness.fuzz_settings(max_examples=10)
+test_fixed_seed, test_random_seed = harness.seeded_tests(harness.schema(), max_examples=10)
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +24,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Target]
     settings = make_settings(home, "").with_served([SMOL, E5])
     # A real model's answer to a long max_tokens takes seconds; a few tokens reach every path.
     yield from harness.start(settings, (SMOL, E5), max_tokens=8)
-
-
-@SCHEMA.parametrize()
-@FUZZ
-@seed(harness.FIXED_SEED)
-def test_fixed_seed(case: Any, target: harness.Target) -> None:
-    harness.check(case, target, harness.FIXED_SEED)
-
-
-@SCHEMA.parametrize()
-@FUZZ
-@seed(harness.RANDOM_SEED)
-def test_random_seed(case: Any, target: harness.Target) -> None:
-    harness.check(case, target, harness.RANDOM_SEED)
 
 
 def test_cases_reached_the_engine(target: harness.Target) -> None:

@@ -11,39 +11,31 @@ from hearth.server.routes.deps import services
 from hearth.server.services import Services
 
 router = APIRouter()
+RESPONSES = errors(400, 404, 413, 429) | STREAMED
 
 
-@router.post(
-    "/v1/chat/completions", response_model=None, responses=errors(400, 404, 413, 429) | STREAMED
-)
+@router.post("/v1/chat/completions", response_model=None, responses=RESPONSES)
 async def chat_completions(
     body: ChatCompletionBody,
     http: Request,
     svc: Services = Depends(services),
     caller: Caller = Depends(authenticate),
 ) -> JSONResponse | StreamingResponse | Response:
-    runner = await svc.runner(caller, body.model)
-    request = body.to_domain()
-    check_request(runner, request)
-    return await generate(
-        svc,
-        runner,
-        request,
-        caller=caller,
-        stream=body.stream,
-        include_usage=body.include_usage(),
-        http=http,
-    )
+    return await _generate(body, http, svc, caller)
 
 
-@router.post(
-    "/v1/completions", response_model=None, responses=errors(400, 404, 413, 429) | STREAMED
-)
+@router.post("/v1/completions", response_model=None, responses=RESPONSES)
 async def completions(
     body: CompletionBody,
     http: Request,
     svc: Services = Depends(services),
     caller: Caller = Depends(authenticate),
+) -> JSONResponse | StreamingResponse | Response:
+    return await _generate(body, http, svc, caller)
+
+
+async def _generate(
+    body: ChatCompletionBody | CompletionBody, http: Request, svc: Services, caller: Caller
 ) -> JSONResponse | StreamingResponse | Response:
     runner = await svc.runner(caller, body.model)
     request = body.to_domain()
