@@ -69,7 +69,8 @@ def fuzz_settings(max_examples: int) -> Any:
 class Target:
     live: LiveServer
     key: str
-    models: tuple[str, ...]  # served models the cases are pointed at
+    chat: tuple[str, ...]  # served chat models the cases are pointed at
+    embed: tuple[str, ...]  # and embedding models, for /v1/embeddings
     max_tokens: int | None = None  # cap on generation, to keep a real model's cases quick
 
     @property
@@ -77,7 +78,9 @@ class Target:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-def start(settings_: Settings, models: tuple[str, ...], **kw: Any) -> Iterator[Target]:
+def start(
+    settings_: Settings, chat: tuple[str, ...], embed: tuple[str, ...], **kw: Any
+) -> Iterator[Target]:
     """A server with one admin key, a knowledge base and a document in it."""
     log = open_calllog(settings_.db_url)
     _, key = KeyStore(log.db).create("fuzz", admin=True)
@@ -90,7 +93,7 @@ def start(settings_: Settings, models: tuple[str, ...], **kw: Any) -> Iterator[T
         url = f"{live.base_url}/knowledge_bases/{KB}/documents"
         added = httpx.post(url, files=files, headers=headers, timeout=300)
         assert added.status_code == 200 and added.json()["added"] == [DOCUMENT], added.text
-        yield Target(live, key, models, **kw)
+        yield Target(live, key, chat, embed, **kw)
 
 
 def _pick(value: Any, real: str, salt: str) -> Any:
@@ -103,7 +106,8 @@ def aim(case: Any, target: Target) -> None:
     """Point names in a generated case at things that exist (half of the time)."""
     body = case.body if isinstance(case.body, dict) else None
     if body is not None and isinstance(body.get("model"), str):
-        model = target.models[len(body["model"]) % len(target.models)]
+        models = target.embed if case.path == "/v1/embeddings" else target.chat
+        model = models[len(body["model"]) % len(models)]
         body["model"] = _pick(body["model"], model, "model")
     if body is not None and target.max_tokens is not None:
         for field in ("max_tokens", "max_completion_tokens"):

@@ -18,7 +18,7 @@ test_fixed_seed, test_random_seed = harness.seeded_tests(harness.schema(), EXAMP
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Target]:
     settings = make_settings(tmp_path_factory.mktemp("fuzz-home"))
     settings = settings.with_served(["fake", "fake-slow", "fake-embed"])
-    yield from harness.start(settings, ("fake", "fake-slow", "fake-embed"))
+    yield from harness.start(settings, chat=("fake", "fake-slow"), embed=("fake-embed",))
 
 
 def test_cases_reached_the_engine(target: harness.Target) -> None:

@@ -23,7 +23,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Target]
     bundled.ensure(SMOL, home / "models")
     settings = make_settings(home, "").with_served([SMOL, E5])
     # A real model's answer to a long max_tokens takes seconds; a few tokens reach every path.
-    yield from harness.start(settings, (SMOL, E5), max_tokens=8)
+    yield from harness.start(settings, chat=(SMOL,), embed=(E5,), max_tokens=8)
 
 
 def test_cases_reached_the_engine(target: harness.Target) -> None:
