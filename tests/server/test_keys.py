@@ -267,6 +267,24 @@ def test_budget_holds_under_concurrency(keyed: Keyed, admin: str) -> None:
     assert spent["calls"] == 5 and spent["cost"] == pytest.approx(5 * cost)
 
 
+def test_without_max_tokens_a_call_gets_what_still_fits(keyed: Keyed, admin: str) -> None:
+    """Not refused for the whole context it could fill in theory: generation stops where
+    the key's budget or tokens per minute would."""
+    prompt = _prompt_tokens(keyed, admin)
+    _, small = keyed.create("small", budget=(prompt * 0.5 + 3 * 1.5) / 1000)  # prompt + 3
+    first = keyed.post("/chat/completions", small, json=chat_body())
+    assert first.status_code == 200, first.text
+    assert first.json()["choices"][0]["finish_reason"] == "length"
+    assert first.json()["usage"]["completion_tokens"] == 3
+    spent = keyed.post("/chat/completions", small, json=chat_body())
+    assert_openai_error(spent, 429, "insufficient_quota")
+
+    _, narrow = keyed.create("narrow", tpm=prompt + 4)
+    streamed = keyed.post("/chat/completions", narrow, json=chat_body(stream=True))
+    assert streamed.status_code == 200 and '"finish_reason": "length"' in streamed.text
+    assert_openai_error(keyed.post("/chat/completions", narrow, json=chat_body()), 429)
+
+
 def test_budget_is_remembered_by_a_new_server(keyed: Keyed, admin: str) -> None:
     """Spend comes from the call log, so another server on the same database (a restart, a
     second process) refuses a key whose budget the first one used up."""

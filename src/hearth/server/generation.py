@@ -86,7 +86,7 @@ async def complete_text(
     logged like any call, under ``endpoint``, and counted against the caller's key."""
     check_request(runner, request)
     call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix="int")
-    await call.reserve(lambda: worst_case(runner.engine, request))
+    await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
     try:
         async for chunk in runner.stream(lambda: runner.engine.stream_chat(request)):
@@ -125,7 +125,7 @@ async def generate(
         caller=caller,
         prefix="chatcmpl" if kind == "chat" else "cmpl",
     )
-    await call.reserve(lambda: worst_case(runner.engine, request))
+    await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(
         kind=kind,
         id=call.id,

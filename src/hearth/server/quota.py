@@ -5,12 +5,13 @@ so many requests arriving at once are admitted exactly up to the limit.
 
 A generation cannot know its cost before it runs, so it *reserves* its worst case when it is
 admitted: the prompt's tokens (counted by the model's own tokenizer) plus ``max_tokens`` for
-each choice, or the rest of the context when ``max_tokens`` is not given, priced at the
-model's rates. A request is refused when the reservation does not fit beside what the key
-has used in the last minute (tokens) or spent in all (budget) and what its calls in flight
-have reserved. When the call ends the reservation is replaced by what it really used. A key
-therefore never goes over its budget or its tokens per minute; a small ``max_tokens`` keeps
-reservations small.
+each choice, priced at the model's rates. A request is refused when that does not fit beside
+what the key has used in the last minute (tokens) or spent in all (budget) and what its
+calls in flight have reserved. A request without ``max_tokens`` is not refused for the rest
+of the context it could in theory fill: it is granted the completion tokens that still fit,
+and generation stops there (``finish_reason: "length"``). When the call ends the reservation
+is replaced by what it really used. A key therefore never goes over its budget or its
+tokens per minute.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from hearth.errors import InsufficientQuota, RateLimited
 from hearth.storage.keys import ApiKey
+from hearth.types import Price, Usage
 
 WINDOW = 60.0  # seconds: "per minute"
 
@@ -31,8 +33,9 @@ WINDOW = 60.0  # seconds: "per minute"
 @dataclass
 class Reservation:
     key_id: str
-    tokens: int
+    tokens: int  # prompt + completion held
     cost: float
+    completion: int = 0  # completion tokens granted, all choices together
     settled: bool = False
 
 
@@ -91,39 +94,58 @@ class Limits:
             )
         usage.requests.append(now)
 
-    async def reserve(self, key: ApiKey, tokens: int, cost: float) -> Reservation:
-        """Hold ``tokens`` and ``cost`` for a call about to run, or refuse it."""
+    async def reserve(
+        self,
+        key: ApiKey,
+        prompt: int,
+        completion: int,
+        price: Price,
+        *,
+        choices: int = 1,
+        flexible: bool = False,
+    ) -> Reservation:
+        """Hold a call's prompt and up to ``completion`` tokens, or refuse it. A call whose
+        client set no ``max_tokens`` is ``flexible``: it is granted what still fits (at least
+        a token per choice; ``Reservation.completion``) instead of being refused."""
         usage = await self._of(key)
         now = time.monotonic()
         usage.expire(now)
+        need = choices if flexible else completion
+        room = completion
         if key.tpm is not None:
-            if tokens > key.tpm:
+            if prompt + need > key.tpm:
                 raise RateLimited(
-                    f"this request may use {tokens} tokens (its prompt plus max_tokens), more "
-                    f"than API key '{key.name}' may use in a minute ({key.tpm}); lower "
+                    f"this request may use {prompt + need} tokens (its prompt plus max_tokens), "
+                    f"more than API key '{key.name}' may use in a minute ({key.tpm}); lower "
                     "max_tokens or shorten the prompt",
                     retry_after=int(WINDOW),
                 )
             in_use = usage.tokens_in_window + usage.reserved_tokens
-            if in_use + max(tokens, 1) > key.tpm:
+            if in_use + prompt + max(need, 1) > key.tpm:
                 raise RateLimited(
                     f"API key '{key.name}' is limited to {key.tpm} tokens per minute; "
                     f"{in_use} are used or held by calls in flight and this request may "
-                    f"use {tokens}",
-                    retry_after=_retry_after(usage, key.tpm - tokens, now),
+                    f"use {prompt + need}",
+                    retry_after=_retry_after(usage, key.tpm - prompt - need, now),
                 )
+            room = min(room, key.tpm - in_use - prompt)
         if key.budget is not None:
-            committed = usage.spent + usage.reserved_cost
-            if usage.spent >= key.budget or committed + cost > key.budget:
+            left = key.budget - usage.spent - usage.reserved_cost
+            affordable = _affordable(left, prompt, price)
+            if usage.spent >= key.budget or affordable < need:
+                cost = price.cost(Usage(prompt, need))
                 raise InsufficientQuota(
                     f"API key '{key.name}' has a budget of {key.budget:g}: {usage.spent:.6g} "
                     f"is spent, {usage.reserved_cost:.6g} is held by calls in flight, and this "
                     f"request may cost up to {cost:.6g}. Lower max_tokens, or raise the budget "
                     "with a new key (`hearth keys create`).",
                 )
-        usage.reserved_tokens += tokens
+            room = min(room, affordable)
+        granted = (min(completion, room) // choices) * choices if flexible else completion
+        cost = price.cost(Usage(prompt, granted))
+        usage.reserved_tokens += prompt + granted
         usage.reserved_cost += cost
-        return Reservation(key.id, tokens, cost)
+        return Reservation(key.id, prompt + granted, cost, completion=granted)
 
     def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
         """Replace a reservation by what the call really used."""
@@ -137,6 +159,16 @@ class Limits:
         if tokens:
             usage.tokens.append((time.monotonic(), tokens))
             usage.tokens_in_window += tokens
+
+
+def _affordable(left: float, prompt: int, price: Price) -> int:
+    """How many completion tokens ``left`` money pays for after the prompt."""
+    after_prompt = left - price.cost(Usage(prompt, 0))
+    if after_prompt < 0:
+        return -1
+    if price.output <= 0:
+        return 2**62  # output is free: the budget does not limit it
+    return math.floor(after_prompt * 1000 / price.output + 1e-9)
 
 
 def _retry_after(usage: _Usage, room: int, now: float) -> int:

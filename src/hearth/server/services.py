@@ -21,7 +21,7 @@ from hearth.server.metrics import Metrics
 from hearth.server.quota import Limits, Reservation
 from hearth.storage.calllog import CallLog, CallRecord
 from hearth.storage.keys import KeyStore
-from hearth.types import Usage
+from hearth.types import GenerationParams, Price, Usage
 
 log = logging.getLogger("hearth.server")
 
@@ -92,15 +92,31 @@ class Call:
         spec = self.services.settings.models.get(self.model)
         return spec.price.cost(usage) if spec else 0.0
 
-    async def reserve(self, worst: Callable[[], Awaitable[Usage]]) -> None:
+    async def reserve(
+        self, worst: Callable[[], Awaitable[Usage]], params: GenerationParams | None = None
+    ) -> None:
         """Hold the most this call may use (``worst()``, counted only for a key with token
-        or budget limits) against its key's limits, or refuse it."""
+        or budget limits) against its key's limits, or refuse it. Without ``max_tokens`` in
+        ``params`` the call is granted what still fits, and ``max_tokens`` is set to it."""
         key = self.caller.key
-        if key is not None and key.metered:
-            most = await worst()
-            self.reservation = await self.services.limits.reserve(
-                key, most.total_tokens, self.cost(most)
-            )
+        if key is None or not key.metered:
+            return
+        most = await worst()
+        spec = self.services.settings.models.get(self.model)
+        flexible = params is not None and params.max_tokens is None
+        choices = params.n if params is not None else 1
+        self.reservation = await self.services.limits.reserve(
+            key,
+            most.prompt_tokens,
+            most.completion_tokens,
+            spec.price if spec else Price(),
+            choices=choices,
+            flexible=flexible,
+        )
+        if params is not None and flexible:
+            granted = self.reservation.completion // choices
+            if granted < most.completion_tokens // choices:
+                params.max_tokens = granted
 
     def mark_first_token(self) -> None:
         if self.first_token is None:
