@@ -27,4 +27,4 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Target]
 
 
 def test_cases_reached_the_engine(target: harness.Target) -> None:
-    harness.assert_reached(target, SMOL)
+    harness.assert_reached(target)
