@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hearth.config import load_settings
 from hearth.errors import UserError
-from hearth.storage.calllog import GROUPS, open_calllog
+from hearth.storage.calllog import GROUPS, open_calllog, parse_groups
 
 console = Console()
 
@@ -32,9 +32,7 @@ def usage(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Calls, tokens and cost from the call log, by day and model (or --by key ...)."""
-    groups = tuple(g.strip() for g in by.split(",") if g.strip())
-    if not groups or any(g not in GROUPS for g in groups):
-        raise UserError(f"--by takes some of {', '.join(GROUPS)}; got {by!r}")
+    groups = parse_groups(by)
     start = parse_day(since)
     log = open_calllog(load_settings().db_url)
     try:

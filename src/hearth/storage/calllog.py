@@ -7,6 +7,7 @@ import datetime
 from dataclasses import astuple, dataclass, fields
 from typing import Any
 
+from hearth.errors import UserError
 from hearth.storage.db import Database, connect
 from hearth.storage.migrations import migrate
 
@@ -51,6 +52,18 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("c.model AS model",),
     "key": ("COALESCE(c.key_id, '') AS key", "COALESCE(k.name, '') AS key_name"),
 }
+
+
+def parse_groups(by: str) -> tuple[str, ...]:
+    """``"key,model"`` as the groups ``CallLog.usage`` takes; a clear error otherwise."""
+    groups = tuple(g.strip() for g in by.split(",") if g.strip())
+    if not groups or any(g not in GROUPS for g in groups):
+        raise UserError(
+            f"usage can be grouped by some of {', '.join(GROUPS)} (comma-separated); got {by!r}",
+            param="by",
+        )
+    return groups
+
 
 _COLUMNS = ", ".join(f.name for f in fields(CallRecord))
 _INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' for _ in fields(CallRecord))})"

@@ -10,13 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import ConfigDict, Field
 
-from hearth.errors import InvalidRequest
 from hearth.server.auth import Caller, authenticate
 from hearth.server.openapi import errors
 from hearth.server.protocol import NonEmpty, RequestBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
-from hearth.storage.calllog import GROUPS
+from hearth.storage.calllog import parse_groups
 from hearth.storage.keys import MAX_RATE, KeyStore
 
 router = APIRouter()
@@ -95,9 +94,7 @@ async def usage(
 ) -> dict[str, Any]:
     """Calls, tokens and cost. An admin key (or a server without keys) sees every call; any
     other key sees its own."""
-    groups = tuple(g.strip() for g in by.split(",") if g.strip())
-    if not groups or any(g not in GROUPS for g in groups):
-        raise InvalidRequest(f"by must name some of {', '.join(GROUPS)}; got {by!r}", param="by")
+    groups = parse_groups(by)
     own = None if caller.admin else caller.key_id
     rows = await asyncio.to_thread(svc.calllog.usage, since, by=groups, key_id=own)
     return {"object": "list", "by": list(groups), "data": [dataclasses.asdict(r) for r in rows]}
