@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from hearth.cli import chat, estimate, evals, kb, keys, models, pull, serve, tokens, usage
+    from hearth.cli import apps, chat, estimate, evals, kb, keys, models, pull, serve, tokens, usage
 
     models.app.command("pull")(pull.pull)
     models.app.command("estimate")(estimate.estimate)
@@ -33,6 +33,7 @@ def _register() -> None:
     app.add_typer(tokens.app, name="tokens")
     app.add_typer(kb.app, name="kb")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(apps.app, name="apps")
     app.add_typer(evals.app, name="eval")
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hearth.config import load_settings
 from hearth.errors import UserError
-from hearth.storage.calllog import GROUPS, open_calllog, parse_groups
+from hearth.storage.calllog import GROUPS, ModerationRow, open_calllog, parse_groups
 
 console = Console()
 
@@ -29,13 +29,20 @@ def usage(
     by: str = typer.Option(
         "day,model", help=f"Group by some of: {', '.join(GROUPS)} (comma-separated)."
     ),
+    moderation: bool = typer.Option(
+        False, "--moderation", help="Summarise moderation hits (by app, list, category, action)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Calls, tokens and cost from the call log, by day and model (or --by key ...)."""
+    """Calls, tokens and cost from the call log, by day and model (or --by key, --by app
+    ...); --moderation for the sensitive-word hits instead."""
     groups = parse_groups(by)
     start = parse_day(since)
     log = open_calllog(load_settings().db_url)
     try:
+        if moderation:
+            _moderation(log.moderation(start), as_json)
+            return
         rows = log.usage(start, by=groups)
     finally:
         log.close()
@@ -65,7 +72,32 @@ def usage(
     console.print(table)
 
 
-_GROUPED = ("day", "model", "key", "key_name")
+def _moderation(rows: list[ModerationRow], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(r) for r in rows], indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        console.print("No moderation hits logged.")
+        return
+    table = Table(title="hearth moderation hits")
+    for col in ("app", "list", "category", "action", "direction"):
+        table.add_column(col)
+    table.add_column("hits", justify="right")
+    table.add_column("calls", justify="right")
+    for r in rows:
+        table.add_row(
+            r.app or "-",
+            r.list,
+            r.category or "-",
+            r.action,
+            r.direction,
+            str(r.hits),
+            str(r.calls),
+        )
+    console.print(table)
+
+
+_GROUPED = ("day", "model", "key", "key_name", "app")
 
 
 def _columns(groups: tuple[str, ...]) -> list[str]:

@@ -12,6 +12,9 @@ import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from hearth.apps.output import structured
+from hearth.apps.run import AppCall
+from hearth.apps.run import run as run_app
 from hearth.engines.base import Engine, check_token_ids, count_usage
 from hearth.engines.runner import Runner
 from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
@@ -22,6 +25,23 @@ from hearth.server.services import Call, Services
 from hearth.types import ChatRequest, CompletionRequest, Delta, Usage
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _schema_of(request: ChatRequest) -> dict[str, Any] | None:
+    fmt = request.params.response_format
+    return fmt.get("schema") if fmt and fmt.get("type") == "json_schema" else None
+
+
+async def checked(
+    request: ChatRequest,
+    generate: Callable[[ChatRequest], AsyncIterator[Delta]],
+    schema: dict[str, Any],
+) -> AsyncIterator[Delta]:
+    """A plain model's ``response_format`` json_schema answer, held to the same rule as an
+    app's: valid against the schema (re-asked up to twice) or an error."""
+    result = await structured(request, generate, schema, retries=2)
+    yield Delta(text=result.text, finish_reason=result.finish_reason)
+    yield Delta(usage=result.usage)
 
 
 def check_request(runner: Runner, request: ChatRequest | CompletionRequest) -> None:
@@ -103,6 +123,45 @@ async def complete_text(
     return renderer.choices[0].text if renderer.choices else ""
 
 
+async def complete_app(
+    services: Services, runner: Runner, app: AppCall, *, caller: Caller, endpoint: str
+) -> tuple[str, Usage, str]:
+    """An app's whole answer (text, usage, call id), logged like any call."""
+    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix="app",
+                app=app, engine=runner.engine)  # fmt: skip
+    if app.refusal is not None:
+        await call.finish(Usage(), "error", app.refusal.message)
+        raise app.refusal
+    check_request(runner, app.request)
+    await call.reserve(lambda: worst_case(runner.engine, app.request), app.request.params)
+    renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
+    try:
+        async for chunk in runner.stream(lambda: run_app(app, runner.engine)):
+            renderer.add(chunk)
+    except HearthError as e:
+        await call.finish(
+            getattr(e, "usage", None) or renderer.usage or Usage(), "error", e.message
+        )
+        raise
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            usage = await _usage_so_far(runner.engine, app.request, renderer)
+            await call.finish(usage, "cancelled")
+        raise
+    usage = renderer.usage or Usage()
+    await call.finish(usage, "ok")
+    return (renderer.choices[0].text if renderer.choices else ""), usage, call.id
+
+
+async def refuse(services: Services, app: AppCall, *, caller: Caller, stream: bool) -> None:
+    """Log an app call whose input moderation blocked, with its hits, then raise the 400."""
+    assert app.refusal is not None
+    call = Call(services, app.model, "chat.completions", stream, caller=caller,
+                prefix="chatcmpl", app=app)  # fmt: skip
+    await call.finish(Usage(), "error", app.refusal.message)
+    raise app.refusal
+
+
 async def generate(
     services: Services,
     runner: Runner,
@@ -113,9 +172,12 @@ async def generate(
     include_usage: bool | None,
     http: Request,
     extra: dict[str, Any] | None = None,
+    app: AppCall | None = None,
+    shown: str | None = None,
 ) -> JSONResponse | StreamingResponse | Response:
-    """``extra`` (e.g. a knowledge base's sources) joins the whole response, or comes as
-    one more event before ``[DONE]`` in a stream."""
+    """``extra`` (e.g. a knowledge base's sources) joins the whole response, or the final
+    chunk of a stream. ``app``: the request is that app's, prepared; it runs through the
+    app's output moderation and schema."""
     kind = "chat" if isinstance(request, ChatRequest) else "completion"
     call = Call(
         services,
@@ -124,22 +186,31 @@ async def generate(
         stream,
         caller=caller,
         prefix="chatcmpl" if kind == "chat" else "cmpl",
+        app=app,
+        engine=runner.engine,
     )
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(
         kind=kind,
         id=call.id,
         created=int(time.time()),
-        model=runner.spec.name,
+        model=shown or runner.spec.name,
         n=request.params.n,
         echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
     )
     engine = runner.engine
-    start: Callable[[], AsyncIterator[Delta]] = (
-        (lambda: engine.stream_chat(request))
-        if isinstance(request, ChatRequest)
-        else (lambda: engine.stream_completion(request))
-    )
+    start: Callable[[], AsyncIterator[Delta]]
+    if app is not None:
+        start = lambda: run_app(app, engine)  # noqa: E731
+    elif isinstance(request, ChatRequest):
+        schema = _schema_of(request)
+        start = (
+            (lambda: engine.stream_chat(request))
+            if schema is None
+            else (lambda: checked(request, engine.stream_chat, schema))
+        )
+    else:
+        start = lambda: engine.stream_completion(request)  # noqa: E731
     chunks = runner.stream(start)
     # Wait for the first chunk before answering, so that a full queue, an oversized prompt
     # or a bad parameter becomes a proper HTTP error rather than an error inside a stream.
@@ -147,7 +218,7 @@ async def generate(
         first = await anext(chunks, None)
     except HearthError as e:
         await chunks.aclose()
-        await call.finish(Usage(), "error", e.message)
+        await call.finish(getattr(e, "usage", None) or Usage(), "error", e.message)
         if isinstance(e, ContextLengthExceeded):
             e.param = "messages" if kind == "chat" else "prompt"
         raise
@@ -236,6 +307,7 @@ async def _events(
                     call.mark_first_token()
                 data = r.stream_chunk(chunk)
                 if chunk.finish_reason:
+                    data |= extra or {}
                     # Usage comes right after the last finish. Look ahead only here, so
                     # tokens are never held back, and let usage ride on this chunk by
                     # default: clients that read choices[0] of every chunk keep working.
@@ -245,9 +317,7 @@ async def _events(
                 yield _sse(data)
             chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
-            yield _sse(r.usage_chunk(r.usage))
-        if extra:
-            yield _sse({"id": call.id, "object": "extra", **extra})
+            yield _sse(r.usage_chunk(r.usage) | (extra or {}))
         yield b"data: [DONE]\n\n"
         status = "ok"
     except HearthError as e:

@@ -35,6 +35,7 @@ _WHAT = {
     413: "Request body larger than the server's limit",
     429: "Rate limit, token limit or budget reached, or the model's queue is full",
     500: "A fault on the server's side; the message carries an id the server log repeats",
+    502: "The model's answer did not match the output schema within the retries",
 }
 _RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}

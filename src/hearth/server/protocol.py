@@ -230,6 +230,10 @@ class _Sampling(RequestBody):
 
 class ChatCompletionBody(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
+    variables: dict[str, Any] | None = Field(
+        default=None,
+        description="An app's template variables (hearth extension; the model names an app)",
+    )
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     response_format: ResponseFormat | None = None
     logprobs: bool = False

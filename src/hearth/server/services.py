@@ -9,17 +9,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from hearth.apps.guard import Guard
+from hearth.apps.run import AppCall, split_model
+from hearth.apps.spec import App
+from hearth.apps.store import AppNotFound, AppStore
 from hearth.config import Settings
+from hearth.engines.base import Engine
 from hearth.engines.registry import ModelRegistry
 from hearth.engines.runner import Runner
-from hearth.errors import KnowledgeBaseNotFound, ModelNotFound
+from hearth.errors import HearthError, KnowledgeBaseNotFound, ModelNotFound
 from hearth.rag.kb import open_store
 from hearth.rag.stores.base import Store
 from hearth.rag.translate import Translator
 from hearth.server.auth import Caller, KeyRing
 from hearth.server.metrics import Metrics
 from hearth.server.quota import Limits, Reservation
-from hearth.storage.calllog import CallLog, CallRecord
+from hearth.storage.calllog import CallLog, CallRecord, ModerationRecord
 from hearth.storage.keys import KeyStore
 from hearth.types import GenerationParams, Price, Usage
 
@@ -36,20 +41,47 @@ class Services:
     keys: KeyRing = field(init=False)
     limits: Limits = field(init=False)
     translators: dict[str, Translator] = field(default_factory=dict)  # by model: a cache each
+    apps: AppStore = field(init=False)
+    guard: Guard = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
         self.limits = Limits(self.calllog.spent)
+        self.apps = AppStore(self.settings.home / "apps")
+        self.guard = Guard(self.settings.home / "moderation")
 
     def models(self, caller: Caller) -> list[str]:
         """The served models this caller may use."""
         return [n for n in self.registry.names() if caller.may_use_model(n)]
 
+    def app_names(self, caller: Caller) -> list[str]:
+        """The apps this caller may use: a key's model list names apps too."""
+        return [n for n in self.apps.names() if caller.may_use_model(n)]
+
+    def resolve_app(self, caller: Caller, name: str) -> tuple[App, str] | None:
+        """``name`` as an app and the model it runs on: ``app`` (its default variant's
+        model) or ``app@model``; None when ``name`` is a model. A served model's own name
+        is never an app's."""
+        if "@" not in name and name in self.registry.names():
+            return None
+        app_name, model = split_model(name)
+        app = self.apps.find(app_name)
+        if app is None:
+            if "@" in name:
+                raise AppNotFound(app_name, self.app_names(caller))
+            return None
+        if not caller.may_use_model(app_name):
+            raise ModelNotFound(name, self.models(caller) + self.app_names(caller))
+        chosen = app.variant(model).model or self.settings.default_model
+        if chosen not in self.registry.names():
+            raise ModelNotFound(chosen, self.registry.names())
+        return app, chosen
+
     async def runner(self, caller: Caller, name: str) -> Runner:
         """The loaded model ``name``; one outside the caller's key is as unknown as one that
         does not exist, so a key does not learn what else is served."""
-        if not caller.may_use_model(name):
-            raise ModelNotFound(name, self.models(caller))
+        if not caller.may_use_model(name) or name not in self.registry.names():
+            raise ModelNotFound(name, self.models(caller) + self.app_names(caller))
         return await self.registry.get(name)
 
     def check_kb(self, caller: Caller, name: str) -> None:
@@ -84,6 +116,8 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     reservation: Reservation | None = None
+    app: AppCall | None = None  # set for an app's call: logged with its details
+    engine: Engine | None = None  # counts the app's token split
 
     def __post_init__(self) -> None:
         self.id = self.id or f"{self.prefix}-{uuid.uuid4().hex[:24]}"
@@ -136,6 +170,8 @@ class Call:
             latency_s=latency,
             ttft_s=ttft,
         )
+        split = await self._split(usage) if self.app is not None else {}
+        app = self.app
         record = CallRecord(
             id=self.id,
             created=self.created,
@@ -150,8 +186,52 @@ class Call:
             cost=cost,
             stream=self.stream,
             key_id=self.caller.key_id,
+            app=app.app.name if app else None,
+            variant=app.variant.name if app else None,
+            prompt_version=app.version if app else None,
+            tokens_system=split.get("system"),
+            tokens_knowledge=split.get("knowledge"),
+            tokens_history=split.get("history"),
+            tokens_input=split.get("input"),
+            moderation_hits=len(app.flags) if app else 0,
+            retries=app.retries if app else 0,
+            finish_reason=app.finish_reason if app else None,
+        )
+        hits = (
+            [
+                ModerationRecord(
+                    call_id=self.id,
+                    created=self.created,
+                    app=app.app.name,
+                    model=self.model,
+                    list=f.hit.word.list,
+                    category=f.hit.word.category,
+                    action=f.action,
+                    direction=f.direction,
+                    matched=f.hit.text,
+                )
+                for f in app.flags
+            ]
+            if app
+            else []
         )
         try:
-            await asyncio.to_thread(self.services.calllog.record, record)
+            await asyncio.to_thread(self.services.calllog.record, record, hits)
         except Exception:  # the answer was already given; losing a log row must not fail it
             log.exception("could not write call log row %s", self.id)
+
+    async def _split(self, usage: Usage) -> dict[str, int]:
+        """The prompt's tokens by source, in the model's tokenizer: knowledge, history and
+        input counted, the system prompt (with the chat template's own tokens) the rest."""
+        assert self.app is not None
+        if self.engine is None or not usage.prompt_tokens:
+            return {}
+        out: dict[str, int] = {}
+        try:
+            for part, text in self.app.parts.items():
+                pieces = await self.engine.tokenize(text, parse_special=False) if text else []
+                out[part] = len(pieces)
+        except HearthError:  # a remote model without a tokenizer: no split
+            return {}
+        out["system"] = max(usage.prompt_tokens - sum(out.values()), 0)
+        return out

@@ -29,6 +29,41 @@ class CallRecord:
     cost: float  # from the model's price, computed by the caller
     stream: bool
     key_id: str | None = None  # the API key that made the call; None without auth
+    app: str | None = None  # the app it ran, with its variant and prompt version (a hash)
+    variant: str | None = None
+    prompt_version: str | None = None
+    # the prompt's tokens by where they came from (apps), in the model's own tokenizer
+    tokens_system: int | None = None
+    tokens_knowledge: int | None = None
+    tokens_history: int | None = None
+    tokens_input: int | None = None
+    moderation_hits: int = 0
+    retries: int = 0  # answers re-asked because they did not match the output schema
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ModerationRecord:
+    call_id: str
+    created: float
+    app: str | None
+    model: str
+    list: str
+    category: str
+    action: str  # "block" | "mask" | "review"
+    direction: str  # "input" | "output"
+    matched: str  # the text as it appeared (with any noise characters)
+
+
+@dataclass(frozen=True)
+class ModerationRow:
+    app: str
+    list: str
+    category: str
+    action: str
+    direction: str
+    hits: int
+    calls: int
 
 
 @dataclass(frozen=True)
@@ -44,6 +79,7 @@ class UsageRow:
     model: str | None = None
     key: str | None = None  # key id ("" for calls made without a key)
     key_name: str | None = None
+    app: str | None = None  # "" for calls to a model without an app
 
 
 # What usage can be grouped by, and the SQL of each.
@@ -51,6 +87,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "day": ("date(c.created, 'unixepoch') AS day",),
     "model": ("c.model AS model",),
     "key": ("COALESCE(c.key_id, '') AS key", "COALESCE(k.name, '') AS key_name"),
+    "app": ("COALESCE(c.app, '') AS app",),
 }
 
 
@@ -62,12 +99,19 @@ def parse_groups(by: str) -> tuple[str, ...]:
             f"usage can be grouped by some of {', '.join(GROUPS)} (comma-separated); got {by!r}",
             param="by",
         )
+    if "app" in groups and "model" not in groups:
+        groups += ("model",)  # an app runs on several models: its rows say which
     return groups
 
 
 _COLUMNS = ", ".join(f.name for f in fields(CallRecord))
 _INSERT = f"INSERT INTO calls ({_COLUMNS}) VALUES ({', '.join('?' for _ in fields(CallRecord))})"
 _SELECT = f"SELECT {_COLUMNS} FROM calls"
+_HIT_COLUMNS = ", ".join(f.name for f in fields(ModerationRecord))
+_INSERT_HIT = (
+    f"INSERT INTO moderation_hits ({_HIT_COLUMNS}) "
+    f"VALUES ({', '.join('?' for _ in fields(ModerationRecord))})"
+)
 
 # total_tokens is derived here rather than stored, so it can never disagree with its parts.
 _TOTALS = """COUNT(*) AS calls,
@@ -82,12 +126,35 @@ class CallLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def record(self, rec: CallRecord) -> None:
-        """Store one call; committed when this returns. A repeated id raises: ids are unique
-        per request, so a duplicate means a bug upstream, not a row to overwrite."""
+    def record(self, rec: CallRecord, hits: list[ModerationRecord] | None = None) -> None:
+        """Store one call and its moderation hits, together; committed when this returns.
+        A repeated id raises: ids are unique per request, so a duplicate means a bug
+        upstream, not a row to overwrite."""
         if rec.status not in STATUSES:
             raise ValueError(f"call {rec.id}: status {rec.status!r} is not one of {STATUSES}")
-        self.db.execute(_INSERT, astuple(rec))
+        if not hits:
+            self.db.execute(_INSERT, astuple(rec))
+            return
+        with self.db.transaction():
+            self.db.execute(_INSERT, astuple(rec))
+            for hit in hits:
+                self.db.execute(_INSERT_HIT, astuple(hit))
+
+    def moderation(self, since: datetime.date | None = None) -> list[ModerationRow]:
+        """Moderation hits from ``since`` on, by app, list, category, action and direction."""
+        sql = (
+            "SELECT COALESCE(app, '') AS app, list, category, action, direction, "
+            "COUNT(*) AS hits, COUNT(DISTINCT call_id) AS calls FROM moderation_hits "
+            "WHERE created >= ? GROUP BY 1, 2, 3, 4, 5 ORDER BY hits DESC, 1, 2, 3"
+        )
+        return [ModerationRow(**row) for row in self.db.query(sql, (_start(since),))]
+
+    def hits(self, call_id: str) -> list[ModerationRecord]:
+        rows = self.db.query(
+            f"SELECT {_HIT_COLUMNS} FROM moderation_hits WHERE call_id = ? ORDER BY id",
+            (call_id,),
+        )
+        return [ModerationRecord(**row) for row in rows]
 
     def recent(self, limit: int = 50) -> list[CallRecord]:
         """The newest calls first."""
@@ -110,10 +177,7 @@ class CallLog:
         unknown = [g for g in by if g not in GROUPS]
         if unknown or not by:
             raise ValueError(f"usage can be grouped by {', '.join(GROUPS)}; got {list(by)}")
-        start = 0.0
-        if since is not None:
-            midnight = datetime.datetime.combine(since, datetime.time(), datetime.UTC)
-            start = midnight.timestamp()
+        start = _start(since)
         columns = [sql for g in by for sql in GROUPS[g]]
         names = [sql.rsplit(" AS ", 1)[1] for sql in columns]
         params: list[Any]
@@ -142,6 +206,12 @@ def open_calllog(url: str) -> CallLog:
     db = connect(url)
     migrate(db)
     return CallLog(db)
+
+
+def _start(since: datetime.date | None) -> float:
+    if since is None:
+        return 0.0
+    return datetime.datetime.combine(since, datetime.time(), datetime.UTC).timestamp()
 
 
 def _record(row: dict[str, Any]) -> CallRecord:

@@ -61,6 +61,37 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX calls_key ON calls (key_id, created);
         """,
     ),
+    (
+        3,
+        "apps: the app, variant and prompt version of a call, its token split; moderation hits",
+        """
+        ALTER TABLE calls ADD COLUMN app TEXT;
+        ALTER TABLE calls ADD COLUMN variant TEXT;
+        ALTER TABLE calls ADD COLUMN prompt_version TEXT;
+        ALTER TABLE calls ADD COLUMN tokens_system INTEGER;
+        ALTER TABLE calls ADD COLUMN tokens_knowledge INTEGER;
+        ALTER TABLE calls ADD COLUMN tokens_history INTEGER;
+        ALTER TABLE calls ADD COLUMN tokens_input INTEGER;
+        ALTER TABLE calls ADD COLUMN moderation_hits INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE calls ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE calls ADD COLUMN finish_reason TEXT;
+        CREATE INDEX calls_app ON calls (app, created);
+        CREATE TABLE moderation_hits (
+            id INTEGER PRIMARY KEY,
+            call_id TEXT NOT NULL,
+            created REAL NOT NULL,
+            app TEXT,
+            model TEXT NOT NULL,
+            list TEXT NOT NULL,
+            category TEXT NOT NULL,
+            action TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            matched TEXT NOT NULL
+        );
+        CREATE INDEX moderation_hits_created ON moderation_hits (created);
+        CREATE INDEX moderation_hits_call ON moderation_hits (call_id);
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"

@@ -4,6 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from hearth.apps.spec import App
 from hearth.errors import ModelNotFound
 from hearth.server.auth import Caller, authenticate
 from hearth.server.openapi import errors
@@ -31,17 +32,35 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
     }
 
 
+def _app(app: App) -> dict[str, Any]:
+    """An app as a model id: what a client picks from a model list."""
+    return {
+        "id": app.name,
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "app",
+        "description": app.description,
+        "models": app.models(),
+        "variants": list(app.variants),
+    }
+
+
 @router.get("/v1/models")
 async def list_models(
     svc: Services = Depends(services), caller: Caller = Depends(authenticate)
 ) -> dict[str, Any]:
-    return {"object": "list", "data": [_model(svc, n) for n in svc.models(caller)]}
+    apps = [_app(a) for a in svc.apps.all() if caller.may_use_model(a.name)]
+    return {"object": "list", "data": [_model(svc, n) for n in svc.models(caller)] + apps}
 
 
 @router.get("/v1/models/{name:path}", responses=errors(404))
 async def get_model(
     name: str, svc: Services = Depends(services), caller: Caller = Depends(authenticate)
 ) -> dict[str, Any]:
-    if not caller.may_use_model(name):
-        raise ModelNotFound(name, svc.models(caller))
+    if caller.may_use_model(name) and name not in svc.registry.names():
+        app = svc.apps.find(name)
+        if app is not None:
+            return _app(app)
+    if not caller.may_use_model(name) or name not in svc.registry.names():
+        raise ModelNotFound(name, svc.models(caller) + svc.app_names(caller))
     return _model(svc, name)

@@ -1,0 +1,412 @@
+"""The app file: YAML (or JSON) read into an ``App``, checked against ``APP_SCHEMA`` and
+then for what a schema cannot say — templates that compile, variables they may read, an
+output schema the decoder can enforce. Every problem names its field and line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from hearth.apps.schema import APP_SCHEMA
+from hearth.apps.templates import TemplateProblem, Templates
+from hearth.engines.json_schema import unenforced
+from hearth.errors import UserError
+
+DEFAULT = "default"
+# Variables every template may read besides the app's inputs.
+BUILTINS = ("input", "context", "sources", "app", "model")
+_VALIDATOR = jsonschema.Draft202012Validator(APP_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # dotted field path ("variants.default.system"); "" for the whole file
+    message: str
+    line: int | None = None  # 1-based line in the file
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.path + ': ' if self.path else ''}{self.message}"
+
+
+class AppInvalid(UserError):
+    code = "invalid_app"
+
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        listed = "; ".join(str(p) for p in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        super().__init__(f"{source}: {listed}{more}", param="app")
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Input:
+    name: str
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    enum: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A variant as it runs: its own fields with the default variant's beneath them."""
+
+    name: str  # the key in ``variants``
+    model: str | None
+    system: str | None  # template names in ``App.templates``
+    user: str
+    sampling: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    kbs: tuple[str, ...]
+    k: int = 4
+    query: str = "knowledge.query"  # template name
+    mode: str = "hybrid"
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ModerationSpec:
+    lists: tuple[str, ...] = ()
+    words: tuple[tuple[str, str, str | None], ...] = ()  # (word, category, action)
+    input: str = "block"
+    output: str = "mask"
+    reply: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    schema: dict[str, Any]
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class Assertion:
+    type: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class TestCase:
+    name: str
+    vars: dict[str, Any]
+    input: str
+    asserts: tuple[Assertion, ...]
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    description: str
+    inputs: dict[str, Input]
+    variants: dict[str, dict[str, Any]]  # as written
+    templates: Templates
+    knowledge: Knowledge | None = None
+    moderation: ModerationSpec | None = None
+    output: OutputSpec | None = None
+    tests: tuple[TestCase, ...] = ()
+    text: str = ""  # the file as written
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def variant(self, model: str | None) -> Variant:
+        """The variant for ``model``: its own fields over ``default``'s. ``None``: the app's
+        own choice, the default variant on its model."""
+        default = DEFAULT if DEFAULT in self.variants else next(iter(self.variants))
+        if model is None:
+            key = default
+            chosen = self.variants[key].get("model") or (None if key == DEFAULT else key)
+        else:
+            if model not in self.variants and DEFAULT not in self.variants:
+                raise UserError(
+                    f"app '{self.name}' has no variant for model '{model}' and no 'default' "
+                    f"one; its variants: {', '.join(self.variants)}",
+                    param="model",
+                )
+            key = model if model in self.variants else DEFAULT
+            alias = self.variants[key].get("model") if key == model else None
+            chosen = alias or model
+        base = self.variants.get(DEFAULT, {})
+        own = self.variants[key]
+        return Variant(
+            name=key,
+            model=chosen,
+            system=self._template(key, "system"),
+            user=self._template(key, "user") or self._template(default, "user") or "",
+            sampling={**base.get("sampling", {}), **own.get("sampling", {})},
+        )
+
+    def _template(self, key: str, part: str) -> str | None:
+        for k in (key, DEFAULT):
+            name = f"variants.{k}.{part}"
+            if name in self.templates.sources:
+                return name
+        return None
+
+    def version(self, variant: Variant) -> str:
+        """A short hash of everything that shapes this variant's prompt."""
+        src = self.templates.sources
+        parts = {
+            "system": src.get(variant.system or "", ""),
+            "user": src.get(variant.user, ""),
+            "query": src.get(self.knowledge.query, "") if self.knowledge else "",
+            "schema": self.output.schema if self.output else None,
+            "sampling": variant.sampling,
+        }
+        blob = json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def models(self) -> list[str]:
+        """Every model a variant names (the business × model matrix's columns)."""
+        out = []
+        for key in self.variants:
+            model = self.variant(None if key == DEFAULT else key).model
+            if model and model not in out:
+                out.append(model)
+        return out
+
+
+def parse_app(text: str, *, source: str = "app", base: Path | None = None) -> App:
+    """Read and check an app file; ``base`` is where a relative schema file is found."""
+    data, lines = _load(text, source)
+    problems = [
+        Problem(_dotted(e.absolute_path), e.message, lines.get(tuple(e.absolute_path)))
+        for e in sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path))
+    ]
+    if problems:
+        raise AppInvalid(source, problems)
+    return _build(data, text, source, base, lines)
+
+
+def _load(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else None
+        raise AppInvalid(source, [Problem("", f"not valid YAML: {e.problem}", line)]) from None
+    except yaml.YAMLError as e:
+        raise AppInvalid(source, [Problem("", f"not valid YAML: {e}")]) from None
+    if not isinstance(data, dict):
+        raise AppInvalid(
+            source,
+            [Problem("", "an app file is a mapping with 'app' and 'variants' at the top", 1)],
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    _index(node, (), lines)
+    return data, lines
+
+
+def _index(node: yaml.Node | None, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """The line of every value in the file, by its path."""
+    if node is None:
+        return
+    block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
+    out[path] = node.start_mark.line + 1 + block  # a block scalar's text starts below it
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _index(value, (*path, key.value), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*path, i), out)
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _build(
+    data: dict[str, Any],
+    text: str,
+    source: str,
+    base: Path | None,
+    lines: dict[tuple[Any, ...], int],
+) -> App:
+    problems: list[Problem] = []
+    inputs = {
+        name: Input(
+            name=name,
+            type=spec.get("type", "string"),
+            required=bool(spec.get("required", False)),
+            default=spec.get("default"),
+            description=spec.get("description", ""),
+            enum=tuple(spec.get("enum", ())),
+        )
+        for name, spec in (data.get("inputs") or {}).items()
+    }
+    for name in inputs:
+        if name in BUILTINS:
+            problems.append(
+                Problem(
+                    f"inputs.{name}",
+                    f"'{name}' is set by hearth; name the input otherwise",
+                    lines.get(("inputs", name)),
+                )
+            )
+    sources: dict[str, str] = {}
+    for key, variant in data["variants"].items():
+        for part in ("system", "user"):
+            if part in variant:
+                sources[f"variants.{key}.{part}"] = variant[part]
+    if DEFAULT in data["variants"] and "user" not in data["variants"][DEFAULT]:
+        sources[f"variants.{DEFAULT}.user"] = "{{ input }}"
+    elif DEFAULT not in data["variants"]:
+        first = next(iter(data["variants"]))
+        sources.setdefault(f"variants.{first}.user", "{{ input }}")
+    knowledge = None
+    if "knowledge" in data:
+        kn = data["knowledge"]
+        sources["knowledge.query"] = kn.get("query", "{{ input }}")
+        kbs = kn["kb"] if isinstance(kn["kb"], list) else [kn["kb"]]
+        knowledge = Knowledge(
+            tuple(kbs),
+            kn.get("k", 4),
+            "knowledge.query",
+            kn.get("mode", "hybrid"),
+            kn.get("max_tokens"),
+        )
+    try:
+        templates = Templates(sources)
+    except TemplateProblem as e:
+        raise AppInvalid(
+            source,
+            [
+                Problem(
+                    e.where, e.message.split(": ", 1)[-1], _template_line(lines, e.where, e.line)
+                )
+            ],
+        ) from None
+    allowed = set(inputs) | set(BUILTINS)
+    for name in sources:
+        for u in templates.undeclared(name):
+            if u.name not in allowed:
+                known = ", ".join(sorted(inputs)) or "none"
+                problems.append(
+                    Problem(
+                        name,
+                        f"undefined variable '{u.name}' (template line {u.line}); declare it "
+                        f"under 'inputs' (declared: {known}) or use one of {', '.join(BUILTINS)}",
+                        _template_line(lines, name, u.line),
+                    )
+                )
+            elif u.name == "context" and knowledge is None:
+                problems.append(
+                    Problem(
+                        name,
+                        "'context' holds knowledge-base chunks; add a 'knowledge:' section",
+                        _template_line(lines, name, u.line),
+                    )
+                )
+    output = None
+    if "output" in data:
+        schema = _schema(data["output"]["schema"], base, problems, lines)
+        output = OutputSpec(schema, data["output"].get("retries", 2))
+    moderation = None
+    if "moderation" in data:
+        m = data["moderation"]
+        words = tuple(
+            (w, "", None)
+            if isinstance(w, str)
+            else (w["word"], w.get("category", ""), w.get("action"))
+            for w in m.get("words", [])
+        )
+        moderation = ModerationSpec(
+            tuple(m.get("lists", [])),
+            words,
+            m.get("input", "block"),
+            m.get("output", "mask"),
+            m.get("reply"),
+        )
+    tests = tuple(
+        TestCase(
+            name=t.get("name") or f"case {i + 1}",
+            vars=t.get("vars") or {},
+            input=t.get("input", ""),
+            asserts=tuple(Assertion(a["type"], a.get("value")) for a in t.get("assert", [])),
+        )
+        for i, t in enumerate(data.get("tests") or [])
+    )
+    for i, case in enumerate(tests):
+        for j, a in enumerate(case.asserts):
+            if a.type == "schema" and output is None:
+                problems.append(
+                    Problem(
+                        f"tests.{i}.assert.{j}",
+                        "a 'schema' assertion needs 'output.schema'",
+                        lines.get(("tests", i, "assert", j)),
+                    )
+                )
+    if problems:
+        raise AppInvalid(source, problems)
+    return App(
+        name=data["app"],
+        description=data.get("description", ""),
+        inputs=inputs,
+        variants=data["variants"],
+        templates=templates,
+        knowledge=knowledge,
+        moderation=moderation,
+        output=output,
+        tests=tests,
+        text=text,
+        raw=data,
+    )
+
+
+def _template_line(lines: dict[tuple[Any, ...], int], name: str, line: int | None) -> int | None:
+    """A template's line in the file: where its value starts, plus its own line. Block
+    scalars (``|``) start on the line after the key."""
+    path = tuple(name.split("."))
+    start = lines.get(path)
+    if start is None:
+        return None
+    return start + (line or 1) - 1
+
+
+def _schema(
+    value: dict[str, Any] | str,
+    base: Path | None,
+    problems: list[Problem],
+    lines: dict[tuple[Any, ...], int],
+) -> dict[str, Any]:
+    where, line = "output.schema", lines.get(("output", "schema"))
+    if isinstance(value, str):
+        path = Path(value) if base is None else base / value
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            problems.append(Problem(where, f"cannot read schema file {path}: {e.strerror}", line))
+            return {}
+        except json.JSONDecodeError as e:
+            problems.append(Problem(where, f"{path} is not JSON: {e}", line))
+            return {}
+        if not isinstance(value, dict):
+            problems.append(Problem(where, f"{path} does not hold a JSON object", line))
+            return {}
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.SchemaError as e:
+        at = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        problems.append(Problem(where, f"not a valid JSON Schema: at {at}: {e.message}", line))
+        return value
+    why = unenforced(value)
+    if why is not None:
+        problems.append(
+            Problem(
+                where,
+                f"the decoder cannot enforce {why}; drop or change it so every answer is "
+                "guaranteed to match",
+                line,
+            )
+        )
+    return value
