@@ -226,7 +226,7 @@ class Call:
         assert self.app is not None
         if self.engine is None or not usage.prompt_tokens:
             return {}
-        out: dict[str, int] = {}
+        out = {"knowledge": 0, "history": 0, "input": 0}
         try:
             for part, text in self.app.parts.items():
                 pieces = await self.engine.tokenize(text, parse_special=False) if text else []

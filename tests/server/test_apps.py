@@ -1,0 +1,271 @@
+"""Apps over HTTP with the real ``openai`` client: an app is a model id, its variables come
+in ``extra_body``, its files are managed over /v1/apps and re-read when they change, its
+output schema holds or the call fails, and every call is one call-log row with its app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import LiveServer
+from tests.server.helpers import assert_openai_error, sse_events
+
+CONFIG = """
+[models.echo]
+engine = "fake"
+context = 4096
+parallel = 2
+
+[models.other]
+engine = "fake"
+script = ["I am the other model."]
+
+[models.json]
+engine = "fake"
+script = ["great noodles"]
+"""
+
+GREETER = """\
+app: greeter
+description: 打招呼
+inputs:
+  shop: {type: string, required: true}
+  tone: {type: string, default: polite}
+variants:
+  default:
+    model: echo
+    system: You answer for {{ shop }} in a {{ tone }} tone.
+    user: "Customer says: {{ input }}"
+    sampling: {max_tokens: 64}
+  other:
+    system: Other model, {{ shop }}.
+"""
+
+REVIEW = """\
+app: review
+inputs: {shop: {type: string, required: true}}
+variants:
+  default:
+    model: json
+    system: 你是{{ shop }}的客服。
+output:
+  schema:
+    type: object
+    properties: {reply: {type: string}}
+    required: [reply]
+"""
+
+
+@pytest.fixture
+def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
+    server = server_factory(CONFIG, served=["echo", "other", "json"])
+    apps = server.settings.home / "apps"
+    apps.mkdir()
+    (apps / "greeter.yaml").write_text(GREETER, encoding="utf-8")
+    (apps / "review.yaml").write_text(REVIEW, encoding="utf-8")
+    return server
+
+
+def client(live: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=live.base_url, api_key="none", max_retries=0)
+
+
+def test_an_app_is_a_model_for_the_openai_client(live: LiveServer) -> None:
+    c = client(live)
+    ids = {m.id: m for m in c.models.list().data}
+    assert ids["greeter"].owned_by == "app" and ids["echo"].owned_by == "hearth"
+    r = c.chat.completions.create(
+        model="greeter",
+        messages=[{"role": "user", "content": "hello there"}],
+        extra_body={"variables": {"shop": "Noodle Bar"}},
+    )
+    # the echo model repeats the last user message: the app's user template shaped it
+    assert r.choices[0].message.content == "You said: Customer says: hello there"
+    assert r.model == "greeter" and r.usage is not None and r.usage.prompt_tokens > 0
+    extra = r.model_extra or {}
+    assert extra["app"]["name"] == "greeter" and extra["app"]["variant"] == "default"
+    row = live.services().calllog.get(r.id)
+    assert row.app == "greeter" and row.variant == "default" and row.model == "echo"
+    assert row.prompt_version == extra["app"]["prompt_version"]
+    split = (row.tokens_system, row.tokens_knowledge, row.tokens_history, row.tokens_input)
+    assert all(t is not None for t in split) and sum(split) == row.prompt_tokens  # type: ignore[arg-type]
+    assert row.tokens_input == len("Customer says: hello there".split()) + 1  # fake tokens
+
+
+def test_streaming_an_app_matches_the_whole_answer(live: LiveServer) -> None:
+    c = client(live)
+    stream = c.chat.completions.create(
+        model="greeter",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"variables": {"shop": "Noodle Bar"}},
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == "You said: Customer says: hi"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert (chunks[-1].model_extra or {})["app"]["name"] == "greeter"
+
+
+def test_app_at_model_runs_that_models_variant(live: LiveServer) -> None:
+    c = client(live)
+    r = c.chat.completions.create(
+        model="greeter@other",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"variables": {"shop": "Noodle Bar"}},
+    )
+    assert r.choices[0].message.content == "I am the other model."
+    row = live.services().calllog.get(r.id)
+    assert (row.model, row.variant) == ("other", "other")
+    # a model without its own variant runs the default prompt
+    r = c.chat.completions.create(
+        model="greeter@json",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"variables": {"shop": "x"}},
+    )
+    assert live.services().calllog.get(r.id).variant == "default"
+
+
+def test_app_errors_are_openai_errors(live: LiveServer) -> None:
+    url = live.base_url + "/chat/completions"
+    msgs = [{"role": "user", "content": "hi"}]
+    missing = httpx.post(url, json={"model": "greeter", "messages": msgs})
+    assert_openai_error(missing, 400, param="variables.shop")
+    assert "shop" in missing.json()["error"]["message"]
+    wrong = httpx.post(url, json={"model": "greeter", "messages": msgs, "variables": {"shop": 3}})
+    assert_openai_error(wrong, 400, param="variables.shop")
+    unknown = httpx.post(url, json={"model": "nope@echo", "messages": msgs})
+    assert_openai_error(unknown, 404, code="app_not_found")
+    no_model = httpx.post(
+        url, json={"model": "greeter@gpt-9", "messages": msgs, "variables": {"shop": "x"}}
+    )
+    assert_openai_error(no_model, 404, code="model_not_found")
+    plain = httpx.post(url, json={"model": "echo", "messages": msgs, "variables": {"a": 1}})
+    assert_openai_error(plain, 400, param="variables")
+    listed = httpx.post(url, json={"model": "gpt-9", "messages": msgs})
+    assert "greeter" in assert_openai_error(listed, 404)["message"]
+
+
+def test_output_schema_gives_the_parsed_object_or_an_error(live: LiveServer) -> None:
+    run = httpx.post(
+        live.base_url + "/apps/review/run", json={"inputs": {"shop": "面馆"}, "input": "好吃"}
+    )
+    assert run.status_code == 200, run.text
+    body = run.json()
+    assert body["output"] == {"reply": "great noodles"} and body["retries"] == 0
+    assert body["variant"] == "default" and body["model"] == "json"
+    assert body["usage"]["total_tokens"] > 0 and body["sources"] == [] and body["moderation"] == []
+    # a schema the fake model's answers never meet: re-asked twice, then a 502, logged
+    strict = REVIEW.replace("required: [reply]", "required: [reply, sentiment]").replace(
+        "properties: {reply: {type: string}}",
+        "properties: {reply: {type: string}, sentiment: {enum: [正面, 负面]}}",
+    )
+    put = httpx.put(live.base_url + "/apps/review", content=strict)
+    assert put.status_code == 200 and put.json()["created"] is False
+    failed = httpx.post(
+        live.base_url + "/chat/completions",
+        json={
+            "model": "review",
+            "messages": [{"role": "user", "content": "好吃"}],
+            "variables": {"shop": "面馆"},
+        },
+    )
+    assert_openai_error(failed, 502, code="output_invalid")
+    row = live.services().calllog.recent(1)[0]
+    assert row.app == "review" and row.status == "error" and row.retries == 2
+    assert row.completion_tokens > 0  # the failed attempts are still counted
+
+
+def test_plain_json_schema_answers_are_validated_too(live: LiveServer) -> None:
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "r", "schema": {"type": "object", "required": ["reply"]}},
+    }
+    body = {"model": "json", "messages": [{"role": "user", "content": "x"}], "response_format": fmt}
+    ok = httpx.post(live.base_url + "/chat/completions", json=body)
+    assert json.loads(ok.json()["choices"][0]["message"]["content"]) == {"reply": "great noodles"}
+    fmt["json_schema"]["schema"]["required"] = ["score"]  # type: ignore[index]
+    bad = httpx.post(live.base_url + "/chat/completions", json=body)
+    assert_openai_error(bad, 502, code="output_invalid")
+    stream = httpx.post(live.base_url + "/chat/completions", json=body | {"stream": True})
+    assert stream.status_code == 502  # refused before any event, never invalid JSON
+
+
+def test_apps_are_managed_over_http_and_reread_from_disk(live: LiveServer) -> None:
+    base = live.base_url + "/apps"
+    listed = httpx.get(base).json()
+    assert {a["id"] for a in listed["data"]} == {"greeter", "review"}
+    got = httpx.get(base + "/greeter").json()
+    assert got["text"] == GREETER and got["spec"]["inputs"]["shop"]["required"] is True
+    # JSON body, stored as YAML
+    spec = {"app": "new", "variants": {"default": {"model": "other", "system": "hi"}}}
+    created = httpx.put(base + "/new", json=spec)
+    assert created.status_code == 200 and created.json()["created"] is True
+    assert (live.settings.home / "apps" / "new.yaml").exists()
+    r = client(live).chat.completions.create(
+        model="new", messages=[{"role": "user", "content": "x"}]
+    )
+    assert r.choices[0].message.content == "I am the other model."
+    bad = httpx.put(base + "/bad", content="app: bad\nvariants:\n  default: {system: '{{ x }'}\n")
+    err = assert_openai_error(bad, 400, code="invalid_app")
+    assert "line 3" in err["message"]
+    mismatch = httpx.put(base + "/other-name", content=GREETER)
+    assert_openai_error(mismatch, 400)
+    checked = httpx.post(
+        base + "/validate", content="app: v\nvariants: {default: {system: '{{ y }}'}}\n"
+    )
+    assert checked.json()["valid"] is False
+    assert checked.json()["problems"][0]["line"] == 2
+    # an edit on disk is live on the next request, with a new prompt version
+    before = httpx.get(base + "/greeter").json()["versions"]["default"]
+    path = live.settings.home / "apps" / "greeter.yaml"
+    path.write_text(GREETER.replace("tone.", "tone, briefly."), encoding="utf-8")
+    after = httpx.get(base + "/greeter").json()["versions"]["default"]
+    assert after != before
+    assert httpx.delete(base + "/new").json()["deleted"] is True
+    assert httpx.get(base + "/new").status_code == 404
+    gone = httpx.post(
+        live.base_url + "/chat/completions",
+        json={"model": "new", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert gone.status_code == 404
+
+
+def test_usage_by_app_groups_app_and_model(live: LiveServer) -> None:
+    c = client(live)
+    for model in ("greeter", "greeter@other"):
+        c.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": "x"}],
+            extra_body={"variables": {"shop": "s"}},
+        )
+    rows = httpx.get(live.base_url + "/usage", params={"by": "app"}).json()["data"]
+    apps = {(r["app"], r["model"]): r["calls"] for r in rows}
+    assert apps[("greeter", "echo")] == 1 and apps[("greeter", "other")] == 1
+
+
+def test_a_key_scoped_to_an_app_reaches_it_and_nothing_else(
+    live: LiveServer, tmp_path: Path
+) -> None:
+    admin = httpx.post(live.base_url + "/keys", json={"name": "root", "admin": True}).json()
+    head = {"Authorization": f"Bearer {admin['key']}"}
+    scoped = httpx.post(
+        live.base_url + "/keys", json={"name": "app", "models": ["greeter"]}, headers=head
+    ).json()
+    c = openai.OpenAI(base_url=live.base_url, api_key=scoped["key"], max_retries=0)
+    assert [m.id for m in c.models.list().data] == ["greeter"]
+    c.chat.completions.create(
+        model="greeter",
+        messages=[{"role": "user", "content": "x"}],
+        extra_body={"variables": {"shop": "s"}},
+    )
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.PermissionDeniedError):
+        c.with_options().put("/apps/x", body="app: x\nvariants: {default: {}}\n", cast_to=object)
