@@ -2,7 +2,8 @@
 
 Sources, later ones winning: built-in defaults, ``$HEARTH_HOME/models.toml`` (written by
 ``hearth models pull``), ``$HEARTH_HOME/config.toml``, environment
-variables (``HEARTH_HOME``, ``HEARTH_HOST``, ``HEARTH_PORT``, ``HEARTH_MODEL``), then
+variables (``HEARTH_HOME``, ``HEARTH_HOST``, ``HEARTH_PORT``, ``HEARTH_MODEL``,
+``HEARTH_WEBHOOK``, ``HEARTH_OTLP_ENDPOINT``), then
 command-line flags applied by the caller with :func:`dataclasses.replace`.
 """
 
@@ -83,6 +84,18 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Where each finished call is reported: the ``[hooks]`` table of config.toml."""
+
+    webhook: str | None = None  # one JSON POST per call
+    webhook_headers: dict[str, str] = field(default_factory=dict)
+    webhook_timeout: float = 5.0  # seconds per attempt
+    webhook_retries: int = 3  # attempts after the first failure
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector; spans go to {endpoint}/v1/traces
+    service_name: str = "hearth"
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     host: str = "127.0.0.1"
@@ -98,6 +111,7 @@ class Settings:
     kb_url: str = ""  # knowledge bases: empty for a sqlite file in home, or postgresql://…
     max_upload_bytes: int = 50 * 1024 * 1024  # one knowledge-base upload
     auth: bool = False  # require keys before any exists; once one does they always are
+    hooks: HookSettings = field(default_factory=HookSettings)
 
     @property
     def models_dir(self) -> Path:
@@ -138,7 +152,8 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
         raw = {**pulled.get(name, {}), **configured.get(name, {})}
         models[name] = _model_spec(name, raw, home)
     kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
-    settings = Settings(home=home, models=models, **kwargs)
+    hooks = _hook_settings(data.get("hooks", {}), env)
+    settings = Settings(home=home, models=models, hooks=hooks, **kwargs)
     if "HEARTH_HOST" in env:
         settings = replace(settings, host=env["HEARTH_HOST"])
     if "HEARTH_PORT" in env:
@@ -225,6 +240,50 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         return replace(spec, **fields)
     except TypeError as e:
         raise ConfigError(f'[models."{name}"]: {e}') from e
+
+
+def _hook_settings(raw: Any, env: dict[str, str]) -> HookSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"hooks must be a [hooks] table, got {raw!r}")
+    unknown = set(raw) - _HOOK_TYPES.keys()
+    if unknown:
+        raise ConfigError(
+            f"[hooks] has unknown keys {sorted(unknown)}; known: {sorted(_HOOK_TYPES)}"
+        )
+    for key, value in raw.items():
+        kind, example = _HOOK_TYPES[key]
+        # bool is an int to Python, never a number of seconds or retries here
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ConfigError(f"[hooks] {key} must be {example}, got {value!r}")
+    headers = raw.get("webhook_headers", {})
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"[hooks] webhook_headers values must be strings, got {headers!r}")
+    if raw.get("webhook_timeout", 5.0) <= 0:
+        raise ConfigError(
+            f"[hooks] webhook_timeout must be > 0 seconds, got {raw['webhook_timeout']}"
+        )
+    if raw.get("webhook_retries", 0) < 0:
+        raise ConfigError(
+            f"[hooks] webhook_retries must be 0 or more, got {raw['webhook_retries']}"
+        )
+    fields = {**raw, "webhook_timeout": float(raw.get("webhook_timeout", 5.0))}
+    # An empty variable switches the hook off, e.g. HEARTH_WEBHOOK= for one run.
+    for key, var in (("webhook", "HEARTH_WEBHOOK"), ("otlp_endpoint", "HEARTH_OTLP_ENDPOINT")):
+        url = env[var] if var in env else fields.get(key)
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"[hooks] {key} (or {var}) must be an http(s):// URL, got {url!r}")
+        fields[key] = url or None
+    return HookSettings(**fields)
+
+
+_HOOK_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "webhook": (str, 'a URL, e.g. "http://127.0.0.1:9000/events"'),
+    "webhook_headers": (dict, 'a table, e.g. { Authorization = "Bearer …" }'),
+    "webhook_timeout": ((int, float), "a number of seconds, e.g. 5.0"),
+    "webhook_retries": (int, "a whole number, e.g. 3"),
+    "otlp_endpoint": (str, 'a URL, e.g. "http://127.0.0.1:4318"'),
+    "service_name": (str, 'a name, e.g. "hearth"'),
+}
 
 
 def _int(value: str, what: str) -> int:
