@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import LiveServer
-from tests.server.helpers import assert_openai_error, sse_events
+from tests.server.helpers import assert_openai_error, wait_until
 
 CONFIG = """
 [models.echo]
@@ -94,7 +94,7 @@ def test_an_app_is_a_model_for_the_openai_client(live: LiveServer) -> None:
     assert row.prompt_version == extra["app"]["prompt_version"]
     split = (row.tokens_system, row.tokens_knowledge, row.tokens_history, row.tokens_input)
     assert all(t is not None for t in split) and sum(split) == row.prompt_tokens  # type: ignore[arg-type]
-    assert row.tokens_input == len("Customer says: hello there".split()) + 1  # fake tokens
+    assert row.tokens_input == len(["Customer", "says:", "hello", "there"]) + 1  # fake tokens
 
 
 def test_streaming_an_app_matches_the_whole_answer(live: LiveServer) -> None:
@@ -269,3 +269,51 @@ def test_a_key_scoped_to_an_app_reaches_it_and_nothing_else(
         c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.PermissionDeniedError):
         c.with_options().put("/apps/x", body="app: x\nvariants: {default: {}}\n", cast_to=object)
+
+
+def test_every_call_reaches_the_webhook_and_the_otlp_collector(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from tests.apps.test_hooks import receiver
+    from tests.conftest import make_settings, serve
+
+    with receiver() as hook, receiver() as collector:
+        config = CONFIG + f'\n[hooks]\nwebhook = "{hook.url}/events"\n'
+        config += f'otlp_endpoint = "{collector.url}"\n'
+        settings = make_settings(tmp_path / "home", config).with_served(["echo", "other"])
+        (settings.home / "apps").mkdir()
+        (settings.home / "apps" / "greeter.yaml").write_text(GREETER, encoding="utf-8")
+        with serve(settings) as live:
+            r = client(live).chat.completions.create(
+                model="greeter",
+                messages=[{"role": "user", "content": "hi"}],
+                extra_body={"variables": {"shop": "s"}},
+            )
+            plain = client(live).chat.completions.create(
+                model="other", messages=[{"role": "user", "content": "hi"}]
+            )
+            wait_until(lambda: len(hook.posts) >= 2, timeout=10, what="two webhook events")
+        # the server's shutdown flushed the batched spans
+        wait_until(lambda: bool(collector.posts), timeout=10, what="spans at the collector")
+    events = {e["id"]: e for e in hook.json()}
+    app_event = events[r.id]
+    assert app_event["type"] == "call" and app_event["app"] == "greeter"
+    assert app_event["variant"] == "default" and app_event["model"] == "echo"
+    parts = ("system", "knowledge", "history", "input")
+    assert sum(app_event["tokens"][k] for k in parts) == app_event["prompt_tokens"]
+    assert events[plain.id]["app"] is None and events[plain.id]["status"] == "ok"
+    spans = [
+        span
+        for post in collector.posts
+        for rs in ExportTraceServiceRequest.FromString(post.body).resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    assert {"chat echo", "chat other"} <= {s.name for s in spans}
+    app_span = next(s for s in spans if s.name == "chat echo")
+    attrs = {a.key: a.value for a in app_span.attributes}
+    assert attrs["gen_ai.request.model"].string_value == "echo"
+    assert attrs["hearth.app"].string_value == "greeter"
+    assert attrs["gen_ai.usage.input_tokens"].int_value == app_event["prompt_tokens"]

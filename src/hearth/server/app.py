@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
         try:
             yield
         finally:
+            await services.hooks.aclose()
             await registry.close()
             services.close()
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hearth.apps.guard import Guard
+from hearth.apps.hooks import CallEvent, Hooks
 from hearth.apps.run import AppCall, split_model
 from hearth.apps.spec import App
 from hearth.apps.store import AppNotFound, AppStore
@@ -43,12 +44,14 @@ class Services:
     translators: dict[str, Translator] = field(default_factory=dict)  # by model: a cache each
     apps: AppStore = field(init=False)
     guard: Guard = field(init=False)
+    hooks: Hooks = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
         self.limits = Limits(self.calllog.spent)
         self.apps = AppStore(self.settings.home / "apps")
         self.guard = Guard(self.settings.home / "moderation")
+        self.hooks = Hooks(self.settings.hooks)
 
     def models(self, caller: Caller) -> list[str]:
         """The served models this caller may use."""
@@ -219,6 +222,8 @@ class Call:
             await asyncio.to_thread(self.services.calllog.record, record, hits)
         except Exception:  # the answer was already given; losing a log row must not fail it
             log.exception("could not write call log row %s", self.id)
+        if self.services.hooks.active:
+            self.services.hooks.emit(_event(record, split, app))
 
     async def _split(self, usage: Usage) -> dict[str, int]:
         """The prompt's tokens by source, in the model's tokenizer: knowledge, history and
@@ -235,3 +240,31 @@ class Call:
             return {}
         out["system"] = max(usage.prompt_tokens - sum(out.values()), 0)
         return out
+
+
+def _event(record: CallRecord, split: dict[str, int], app: AppCall | None) -> CallEvent:
+    tokens = dict(split)
+    if split:
+        tokens["output"] = record.completion_tokens
+    return CallEvent(
+        id=record.id,
+        created=record.created,
+        model=record.model,
+        endpoint=record.endpoint,
+        status=record.status,
+        error=record.error,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        latency_ms=record.latency_ms,
+        ttft_ms=record.ttft_ms,
+        cost=record.cost,
+        stream=record.stream,
+        key_id=record.key_id,
+        app=record.app,
+        variant=record.variant,
+        prompt_version=record.prompt_version,
+        finish_reason=record.finish_reason,
+        tokens=tokens,
+        moderation=[f.as_dict() for f in app.flags] if app else [],
+        retries=record.retries,
+    )
