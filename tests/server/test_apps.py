@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import LiveServer
-from tests.server.helpers import assert_openai_error, wait_until
+from tests.server.helpers import assert_openai_error, sse_events, wait_until
 
 CONFIG = """
 [models.echo]
@@ -317,3 +317,107 @@ def test_every_call_reaches_the_webhook_and_the_otlp_collector(tmp_path: Path) -
     assert attrs["gen_ai.request.model"].string_value == "echo"
     assert attrs["hearth.app"].string_value == "greeter"
     assert attrs["gen_ai.usage.input_tokens"].int_value == app_event["prompt_tokens"]
+
+
+GUARDED = """\
+app: guarded
+variants:
+  default: {model: echo}
+moderation:
+  lists: [ads]
+  words: [{word: 秘密项目, category: 机密, action: block}, 内部价]
+  input: review
+  output: mask
+"""
+
+
+def _post_app(live: LiveServer, app: str, text: str, **extra: object) -> httpx.Response:
+    body = {"model": app, "messages": [{"role": "user", "content": text}], **extra}
+    return httpx.post(live.base_url + "/chat/completions", json=body, timeout=30)
+
+
+def test_blocked_input_is_a_content_filter_error_naming_the_category(live: LiveServer) -> None:
+    (live.settings.home / "apps" / "guarded.yaml").write_text(GUARDED, encoding="utf-8")
+    refused = _post_app(live, "guarded", "说说 秘 密 项 目 的进展")
+    error = assert_openai_error(refused, 400, code="content_filter", param="messages")
+    assert "机密" in error["message"] and "秘密项目" not in error["message"]
+    row = live.services().calllog.recent(1)[0]
+    assert row.app == "guarded" and row.status == "error" and row.moderation_hits == 1
+    (hit,) = live.services().calllog.hits(row.id)
+    assert (hit.list, hit.category, hit.action, hit.direction) == (
+        "inline",
+        "机密",
+        "block",
+        "input",
+    )
+    assert hit.matched == "秘 密 项 目"
+    # with a canned reply the caller gets that answer instead, and the model is not called
+    canned = GUARDED.replace("  output: mask", "  output: mask\n  reply: 抱歉，这个问题无法回答。")
+    (live.settings.home / "apps" / "guarded.yaml").write_text(canned, encoding="utf-8")
+    answered = _post_app(live, "guarded", "秘密项目呢？")
+    assert answered.status_code == 200
+    assert answered.json()["choices"][0]["message"]["content"] == "抱歉，这个问题无法回答。"
+    assert answered.json()["usage"]["total_tokens"] == 0
+
+
+def test_listed_words_in_the_output_are_masked_in_every_stream_chunk(live: LiveServer) -> None:
+    (live.settings.home / "apps" / "guarded.yaml").write_text(GUARDED, encoding="utf-8")
+    # input "review" lets the words through to the echo model, whose output repeats them
+    text = "这是内部价，加微 信领取，还有 ＩＮＴＥＲＮＡＬ 没有"
+    whole = _post_app(live, "guarded", text).json()
+    content = whole["choices"][0]["message"]["content"]
+    assert "内部价" not in content and "加微 信" not in content and "***" in content
+    assert content.startswith("You said: 这是") and content.endswith("没有")
+    stream = httpx.post(
+        live.base_url + "/chat/completions",
+        json={"model": "guarded", "stream": True, "messages": [{"role": "user", "content": text}]},
+    )
+    pieces = [
+        e["choices"][0]["delta"].get("content", "")
+        for e in sse_events(stream.iter_lines())
+        if e.get("choices")
+    ]
+    assert "".join(pieces) == content
+    shown = ""
+    for piece in pieces:  # no prefix of the stream ever held a listed word unmasked
+        shown += piece
+        assert "内部价" not in shown and "加微" not in shown.replace(" ", "")
+    row = live.services().calllog.recent(1)[0]
+    hits = live.services().calllog.hits(row.id)
+    assert {(h.direction, h.action) for h in hits} == {("input", "review"), ("output", "mask")}
+
+
+def test_blocked_output_stops_with_finish_reason_content_filter(live: LiveServer) -> None:
+    app = GUARDED.replace("  output: mask", "  output: block")
+    (live.settings.home / "apps" / "guarded.yaml").write_text(app, encoding="utf-8")
+    stream = httpx.post(
+        live.base_url + "/chat/completions",
+        json={
+            "model": "guarded",
+            "stream": True,
+            "messages": [{"role": "user", "content": "价格是内部价八折，别外传"}],
+        },
+    )
+    events = [e for e in sse_events(stream.iter_lines()) if e.get("choices")]
+    text = "".join(e["choices"][0]["delta"].get("content", "") for e in events)
+    assert text == "You said: 价格是"
+    assert events[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+def test_usage_moderation_summarises_the_hits(live: LiveServer) -> None:
+    from typer.testing import CliRunner
+
+    from hearth.cli.main import _register, app
+
+    (live.settings.home / "apps" / "guarded.yaml").write_text(GUARDED, encoding="utf-8")
+    _post_app(live, "guarded", "内部价多少")
+    _register()
+    out = CliRunner().invoke(
+        app, ["usage", "--moderation", "--json"], env={"HEARTH_HOME": str(live.settings.home)}
+    )
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.output)
+    assert {(r["app"], r["direction"], r["action"]) for r in rows} >= {
+        ("guarded", "input", "review"),
+        ("guarded", "output", "mask"),
+    }
