@@ -34,7 +34,7 @@ async def retrieve(spec: Knowledge, store: Store, query: str) -> list[Result]:
         record = await asyncio.to_thread(store.get_kb, kb)
         embedder = await asyncio.to_thread(embedder_of, record)
         results += await asyncio.to_thread(
-            search, store, embedder, kb, query, k=spec.k, mode=spec.mode
+            search, store, embedder, kb, query, k=spec.k, mode=spec.mode, gate=spec.gate
         )
     results.sort(key=lambda r: r.score, reverse=True)
     return results[: spec.k]

@@ -122,6 +122,11 @@ APP_SCHEMA: dict[str, Any] = {
                 "k": {"type": "integer", "minimum": 1, "maximum": 50},
                 "query": _TEMPLATE,
                 "mode": {"enum": ["hybrid", "vector", "keyword"]},
+                "gate": {
+                    "type": "boolean",
+                    "description": "Retrieve nothing for small talk (default false: an app's "
+                    "query always retrieves)",
+                },
                 "max_tokens": {
                     "type": "integer",
                     "minimum": 1,

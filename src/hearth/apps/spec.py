@@ -73,6 +73,7 @@ class Knowledge:
     query: str = "knowledge.query"  # template name
     mode: str = "hybrid"
     max_tokens: int | None = None
+    gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def _build(
             "knowledge.query",
             kn.get("mode", "hybrid"),
             kn.get("max_tokens"),
+            kn.get("gate", False),
         )
     try:
         templates = Templates(sources)
