@@ -421,3 +421,46 @@ def test_usage_moderation_summarises_the_hits(live: LiveServer) -> None:
         ("guarded", "input", "review"),
         ("guarded", "output", "mask"),
     }
+
+
+KNOWING = """\
+app: knowing
+inputs: {shop: {type: string, default: 小面馆}}
+variants:
+  default:
+    model: echo
+    system: 你是{{ shop }}的客服。
+    user: "资料：{% for s in sources %}[{{ s.n }}] {{ s.document }} {% endfor %}问题：{{ input }}"
+knowledge: {kb: faq, k: 2, max_tokens: 300}
+"""
+
+
+def test_knowledge_reaches_templates_and_the_response(live: LiveServer) -> None:
+    root = Path(__file__).resolve().parents[2] / "examples" / "kb" / "shop-faq"
+    base = live.base_url + "/knowledge_bases"
+    assert httpx.post(base, json={"name": "faq"}).status_code == 201
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(root.iterdir())]
+    assert httpx.post(f"{base}/faq/documents", files=files, timeout=300).status_code == 200
+    (live.settings.home / "apps" / "knowing.yaml").write_text(KNOWING, encoding="utf-8")
+    r = client(live).chat.completions.create(
+        model="knowing", messages=[{"role": "user", "content": "周一营业吗？"}]
+    )
+    sources = (r.model_extra or {})["sources"]
+    assert [s["n"] for s in sources] == list(range(1, len(sources) + 1))
+    assert sources[0]["document"] == "营业与预约.md" and sources[0]["text"]
+    # the template saw the same numbered sources the response carries
+    assert f"[1] {sources[0]['document']}" in (r.choices[0].message.content or "")
+    row = live.services().calllog.get(r.id)
+    assert row.tokens_knowledge is not None and 0 < row.tokens_knowledge <= 300
+    stream = httpx.post(
+        live.base_url + "/chat/completions",
+        json={
+            "model": "knowing",
+            "stream": True,
+            "messages": [{"role": "user", "content": "Can I get a refund?"}],
+        },
+    )
+    events = list(sse_events(stream.iter_lines()))
+    final = [e for e in events if e.get("choices")][-1]
+    assert final["choices"][0]["finish_reason"] and final["sources"]
+    assert final["sources"][0]["document"] == "refunds-and-delivery.md"
