@@ -199,7 +199,8 @@ def main() -> None:
         table.add_column(col, justify="left" if col in ("words", "case") else "right")
     for label, r in results.items():
         table.add_row(label, "build (s)", f"{r['build_s']:.3f}", "", "", "", "")
-        for case, name in (("find_clean", "find, clean"), ("find_hits", f"find, {len(INSERTS)} hits")):
+        cases = (("find_clean", "find, clean"), ("find_hits", f"find, {len(INSERTS)} hits"))
+        for case, name in cases:
             c = r[case]
             table.add_row(
                 label,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hearth.apps.run import check_variables, split_model
-from hearth.apps.spec import AppInvalid, parse_app
+from hearth.apps.source import AppInvalid
+from hearth.apps.spec import parse_app
 from hearth.apps.store import AppNotFound, AppStore
 from hearth.apps.templates import TemplateProblem
 from hearth.errors import UserError

@@ -228,15 +228,22 @@ async def run(call: AppCall, engine: Engine) -> AsyncIterator[Delta]:
             if filt.blocked:
                 call.finish_reason = "content_filter"
                 yield Delta(index=d.index, text=safe, finish_reason="content_filter")
-                await stream.aclose()
+                await _close(stream)
                 yield Delta(usage=await count_usage(engine, call.request, [produced]))
                 return
             call.finish_reason = d.finish_reason or call.finish_reason
             if safe or d.finish_reason:
                 yield Delta(index=d.index, text=safe, finish_reason=d.finish_reason)
     finally:
-        await stream.aclose()
+        await _close(stream)
         call.flags += [Flag(h, "output", filt.action(h)) for h in filt.hits]
+
+
+async def _close(stream: AsyncIterator[Delta]) -> None:
+    """Stop a generation: engines stop when their stream is closed."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 async def _structured(call: AppCall, engine: Engine) -> AsyncIterator[Delta]:

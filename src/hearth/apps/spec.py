@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from hearth.apps.schema import APP_SCHEMA
+from hearth.apps.source import AppInvalid, Lines, Problem, dotted, load, template_line
 from hearth.apps.templates import TemplateProblem, Templates
 from hearth.engines.json_schema import unenforced
 from hearth.errors import UserError
@@ -22,27 +22,6 @@ DEFAULT = "default"
 # Variables every template may read besides the app's inputs.
 BUILTINS = ("input", "context", "sources", "app", "model")
 _VALIDATOR = jsonschema.Draft202012Validator(APP_SCHEMA)
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str  # dotted field path ("variants.default.system"); "" for the whole file
-    message: str
-    line: int | None = None  # 1-based line in the file
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line else ""
-        return f"{where}{self.path + ': ' if self.path else ''}{self.message}"
-
-
-class AppInvalid(UserError):
-    code = "invalid_app"
-
-    def __init__(self, source: str, problems: list[Problem]) -> None:
-        listed = "; ".join(str(p) for p in problems[:10])
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        super().__init__(f"{source}: {listed}{more}", param="app")
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -179,9 +158,9 @@ class App:
 
 def parse_app(text: str, *, source: str = "app", base: Path | None = None) -> App:
     """Read and check an app file; ``base`` is where a relative schema file is found."""
-    data, lines = _load(text, source)
+    data, lines = load(text, source)
     problems = [
-        Problem(_dotted(e.absolute_path), e.message, lines.get(tuple(e.absolute_path)))
+        Problem(dotted(e.absolute_path), e.message, lines.get(tuple(e.absolute_path)))
         for e in sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path))
     ]
     if problems:
@@ -189,49 +168,12 @@ def parse_app(text: str, *, source: str = "app", base: Path | None = None) -> Ap
     return _build(data, text, source, base, lines)
 
 
-def _load(text: str, source: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise AppInvalid(source, [Problem("", f"not valid YAML: {e.problem}", line)]) from None
-    except yaml.YAMLError as e:
-        raise AppInvalid(source, [Problem("", f"not valid YAML: {e}")]) from None
-    if not isinstance(data, dict):
-        raise AppInvalid(
-            source,
-            [Problem("", "an app file is a mapping with 'app' and 'variants' at the top", 1)],
-        )
-    lines: dict[tuple[Any, ...], int] = {}
-    _index(node, (), lines)
-    return data, lines
-
-
-def _index(node: yaml.Node | None, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """The line of every value in the file, by its path."""
-    if node is None:
-        return
-    block = isinstance(node, yaml.ScalarNode) and node.style in ("|", ">")
-    out[path] = node.start_mark.line + 1 + block  # a block scalar's text starts below it
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _index(value, (*path, key.value), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index(item, (*path, i), out)
-
-
-def _dotted(path: Any) -> str:
-    return ".".join(str(p) for p in path)
-
-
 def _build(
     data: dict[str, Any],
     text: str,
     source: str,
     base: Path | None,
-    lines: dict[tuple[Any, ...], int],
+    lines: Lines,
 ) -> App:
     problems: list[Problem] = []
     inputs = {
@@ -282,11 +224,7 @@ def _build(
     except TemplateProblem as e:
         raise AppInvalid(
             source,
-            [
-                Problem(
-                    e.where, e.message.split(": ", 1)[-1], _template_line(lines, e.where, e.line)
-                )
-            ],
+            [Problem(e.where, e.message.split(": ", 1)[-1], template_line(lines, e.where, e.line))],
         ) from None
     allowed = set(inputs) | set(BUILTINS)
     for name in sources:
@@ -298,7 +236,7 @@ def _build(
                         name,
                         f"undefined variable '{u.name}' (template line {u.line}); declare it "
                         f"under 'inputs' (declared: {known}) or use one of {', '.join(BUILTINS)}",
-                        _template_line(lines, name, u.line),
+                        template_line(lines, name, u.line),
                     )
                 )
             elif u.name == "context" and knowledge is None:
@@ -306,7 +244,7 @@ def _build(
                     Problem(
                         name,
                         "'context' holds knowledge-base chunks; add a 'knowledge:' section",
-                        _template_line(lines, name, u.line),
+                        template_line(lines, name, u.line),
                     )
                 )
     output = None
@@ -365,21 +303,11 @@ def _build(
     )
 
 
-def _template_line(lines: dict[tuple[Any, ...], int], name: str, line: int | None) -> int | None:
-    """A template's line in the file: where its value starts, plus its own line. Block
-    scalars (``|``) start on the line after the key."""
-    path = tuple(name.split("."))
-    start = lines.get(path)
-    if start is None:
-        return None
-    return start + (line or 1) - 1
-
-
 def _schema(
     value: dict[str, Any] | str,
     base: Path | None,
     problems: list[Problem],
-    lines: dict[tuple[Any, ...], int],
+    lines: Lines,
 ) -> dict[str, Any]:
     where, line = "output.schema", lines.get(("output", "schema"))
     if isinstance(value, str):

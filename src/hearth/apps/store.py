@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hearth.apps.schema import NAME_PATTERN
-from hearth.apps.spec import App, AppInvalid, Problem, parse_app
+from hearth.apps.source import AppInvalid, Problem
+from hearth.apps.spec import App, parse_app
 from hearth.errors import UserError
 
 SUFFIXES = (".yaml", ".yml", ".json")

@@ -17,7 +17,8 @@ from hearth.apps.guard import Guard
 from hearth.apps.run import AppCall, prepare
 from hearth.apps.run import run as run_app
 from hearth.apps.schema import APP_SCHEMA
-from hearth.apps.spec import App, AppInvalid, TestCase, parse_app
+from hearth.apps.source import AppInvalid
+from hearth.apps.spec import App, TestCase, parse_app
 from hearth.apps.store import AppStore
 from hearth.apps.testing import Outcome, as_json, run_tests
 from hearth.config import Settings, load_settings

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ConfigDict, Field
 
 from hearth.apps.run import prepare
-from hearth.apps.spec import App, AppInvalid, parse_app
+from hearth.apps.source import AppInvalid
+from hearth.apps.spec import App, parse_app
 from hearth.errors import InvalidRequest, ModelNotFound
 from hearth.server.auth import Caller, authenticate
 from hearth.server.generation import complete_app
