@@ -94,63 +94,55 @@ async def worst_case(engine: Engine, request: ChatRequest | CompletionRequest) -
     return Usage(prompt, per_choice * request.params.n)
 
 
-async def complete_text(
+async def complete(
     services: Services,
     runner: Runner,
     request: ChatRequest,
     *,
     caller: Caller,
     endpoint: str,
-) -> str:
-    """A whole chat answer as text, for hearth's own use of a model (a query translation);
-    logged like any call, under ``endpoint``, and counted against the caller's key."""
+    app: AppCall | None = None,
+) -> tuple[str, Usage, str]:
+    """A whole chat answer (text, usage, call id), logged like any call under ``endpoint``
+    and counted against the caller's key: hearth's own use of a model (a query
+    translation), or ``app``'s prepared call (``request`` is then its request)."""
+    prefix = "int" if app is None else "app"
+    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix=prefix,
+                app=app, engine=runner.engine)  # fmt: skip
+    if app is not None and app.refusal is not None:
+        await call.finish(Usage(), "error", app.refusal.message)
+        raise app.refusal
     check_request(runner, request)
-    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix="int")
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
+    start: Callable[[], AsyncIterator[Delta]] = (
+        (lambda: runner.engine.stream_chat(request))
+        if app is None
+        else (lambda: run_app(app, runner.engine))
+    )
     try:
-        async for chunk in runner.stream(lambda: runner.engine.stream_chat(request)):
+        async for chunk in runner.stream(start):
             renderer.add(chunk)
     except HearthError as e:
-        await call.finish(renderer.usage or Usage(), "error", e.message)
+        usage = getattr(e, "usage", None) or renderer.usage or Usage()
+        await call.finish(usage, "error", e.message)
         raise
     except BaseException:
         with anyio.CancelScope(shield=True):  # the client went away: still log the call
             usage = await _usage_so_far(runner.engine, request, renderer)
             await call.finish(usage, "cancelled")
         raise
-    await call.finish(renderer.usage or Usage(), "ok")
-    return renderer.choices[0].text if renderer.choices else ""
-
-
-async def complete_app(
-    services: Services, runner: Runner, app: AppCall, *, caller: Caller, endpoint: str
-) -> tuple[str, Usage, str]:
-    """An app's whole answer (text, usage, call id), logged like any call."""
-    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix="app",
-                app=app, engine=runner.engine)  # fmt: skip
-    if app.refusal is not None:
-        await call.finish(Usage(), "error", app.refusal.message)
-        raise app.refusal
-    check_request(runner, app.request)
-    await call.reserve(lambda: worst_case(runner.engine, app.request), app.request.params)
-    renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
-    try:
-        async for chunk in runner.stream(lambda: run_app(app, runner.engine)):
-            renderer.add(chunk)
-    except HearthError as e:
-        await call.finish(
-            getattr(e, "usage", None) or renderer.usage or Usage(), "error", e.message
-        )
-        raise
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            usage = await _usage_so_far(runner.engine, app.request, renderer)
-            await call.finish(usage, "cancelled")
-        raise
     usage = renderer.usage or Usage()
     await call.finish(usage, "ok")
     return (renderer.choices[0].text if renderer.choices else ""), usage, call.id
+
+
+async def complete_text(
+    services: Services, runner: Runner, request: ChatRequest, *, caller: Caller, endpoint: str
+) -> str:
+    """The text of :func:`complete`."""
+    text, _, _ = await complete(services, runner, request, caller=caller, endpoint=endpoint)
+    return text
 
 
 async def refuse(services: Services, app: AppCall, *, caller: Caller, stream: bool) -> None:

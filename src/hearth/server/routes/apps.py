@@ -15,7 +15,7 @@ from hearth.apps.source import AppInvalid
 from hearth.apps.spec import App, parse_app
 from hearth.errors import InvalidRequest, ModelNotFound
 from hearth.server.auth import Caller, authenticate
-from hearth.server.generation import complete_app
+from hearth.server.generation import complete
 from hearth.server.openapi import errors
 from hearth.server.protocol import INT32_MAX, RequestBody
 from hearth.server.routes.deps import services
@@ -167,7 +167,9 @@ async def run_app(
         guard=svc.guard,
         kb=lambda: svc.kb,
     )
-    text, usage, call_id = await complete_app(svc, runner, call, caller=caller, endpoint="apps.run")
+    text, usage, call_id = await complete(
+        svc, runner, call.request, caller=caller, endpoint="apps.run", app=call
+    )
     return {
         "id": call_id,
         "object": "app.run",
