@@ -181,6 +181,7 @@ async def generate(
         app=app,
         engine=runner.engine,
     )
+    call.count_parts()
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(
         kind=kind,

@@ -121,6 +121,7 @@ class Call:
     reservation: Reservation | None = None
     app: AppCall | None = None  # set for an app's call: logged with its details
     engine: Engine | None = None  # counts the app's token split
+    _parts: asyncio.Future[dict[str, int]] | None = None
 
     def __post_init__(self) -> None:
         self.id = self.id or f"{self.prefix}-{uuid.uuid4().hex[:24]}"
@@ -225,21 +226,35 @@ class Call:
         if self.services.hooks.active:
             self.services.hooks.emit(_event(record, split, app))
 
+    def count_parts(self) -> None:
+        """Start counting the app's prompt parts now, so the count runs beside generation
+        rather than after it, on the answer's path."""
+        if self.app is not None and self.engine is not None and self._parts is None:
+            self._parts = asyncio.ensure_future(_count(self.engine, self.app.parts))
+
     async def _split(self, usage: Usage) -> dict[str, int]:
         """The prompt's tokens by source, in the model's tokenizer: knowledge, history and
         input counted, the system prompt (with the chat template's own tokens) the rest."""
-        assert self.app is not None
-        if self.engine is None or not usage.prompt_tokens:
+        self.count_parts()
+        if self._parts is None:
             return {}
-        out = {"knowledge": 0, "history": 0, "input": 0}
-        try:
-            for part, text in self.app.parts.items():
-                pieces = await self.engine.tokenize(text, parse_special=False) if text else []
-                out[part] = len(pieces)
-        except HearthError:  # a remote model without a tokenizer: no split
+        if not usage.prompt_tokens:  # nothing reached the model (a refusal, an early error)
+            self._parts.cancel()
             return {}
-        out["system"] = max(usage.prompt_tokens - sum(out.values()), 0)
-        return out
+        out = await self._parts
+        if not out:
+            return {}
+        return out | {"system": max(usage.prompt_tokens - sum(out.values()), 0)}
+
+
+async def _count(engine: Engine, parts: dict[str, str]) -> dict[str, int]:
+    out = {"knowledge": 0, "history": 0, "input": 0}
+    try:
+        for part, text in parts.items():
+            out[part] = len(await engine.tokenize(text, parse_special=False)) if text else 0
+    except HearthError:  # a remote model without a tokenizer: no split
+        return {}
+    return out
 
 
 def _event(record: CallRecord, split: dict[str, int], app: AppCall | None) -> CallEvent:
