@@ -46,6 +46,9 @@ class ModelSpec:
     # llama.cpp's own default is 8 GiB per model, which a busy server fills over hours; off
     # by default so memory stays what the model and its slots take.
     prompt_cache_mib: int = 0
+    # remote: the upstream takes response_format json_schema. False for one that does not:
+    # apps then ask for the schema in the prompt and check (and re-ask) every answer.
+    json_schema: bool = True
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -184,6 +187,7 @@ _SERVER_KEYS = (
 )
 _MODEL_KEYS = {
     "engine",
+    "json_schema",
     "path",
     "url",
     "upstream_model",

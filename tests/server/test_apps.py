@@ -464,3 +464,33 @@ def test_knowledge_reaches_templates_and_the_response(live: LiveServer) -> None:
     final = [e for e in events if e.get("choices")][-1]
     assert final["choices"][0]["finish_reason"] and final["sources"]
     assert final["sources"][0]["document"] == "refunds-and-delivery.md"
+
+
+def test_a_remote_model_without_json_schema_is_asked_again_until_valid(
+    server_factory: Callable[..., LiveServer],
+) -> None:
+    upstream = server_factory(
+        '[models.sloppy]\nengine = "fake"\n'
+        'script = ["Sure! Here it is.", "{\\"reply\\": \\"ok\\"}"]\n',
+        served=["sloppy"],
+    )
+    config = f"""
+[models.far]
+engine = "remote"
+url = "{upstream.base_url}"
+upstream_model = "sloppy"
+json_schema = false
+"""
+    live = server_factory(config, served=["far"])
+    app = REVIEW.replace("model: json", "model: far")
+    (live.settings.home / "apps").mkdir()
+    (live.settings.home / "apps" / "review.yaml").write_text(app, encoding="utf-8")
+    run = httpx.post(
+        live.base_url + "/apps/review/run", json={"inputs": {"shop": "s"}, "input": "x"}
+    )
+    assert run.status_code == 200, run.text
+    assert run.json()["output"] == {"reply": "ok"} and run.json()["retries"] == 1
+    # a forwarded response_format would have made the fake upstream wrap its first answer
+    # in valid JSON: one re-ask shows the schema was asked for in the prompt and checked
+    asks = [r for r in upstream.services().calllog.recent(5) if r.model == "sloppy"]
+    assert len(asks) == 2

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -45,6 +46,7 @@ class RemoteEngine:
 
     def __init__(self, spec: ModelSpec, tokenizer: Engine | None = None) -> None:
         self.spec = spec
+        self.capabilities = replace(self.capabilities, json_schema=spec.json_schema)
         self.context_length = spec.context
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.vocab_size if tokenizer is not None else None
