@@ -179,3 +179,15 @@ def test_store_rereads_changed_files_and_survives_broken_ones(tmp_path: Path) ->
     with pytest.raises(AppNotFound):
         store.get("a")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_schema_file_outside_the_apps_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret.json").write_text('{"type": "object"}')
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    text = "app: x\nvariants: {default: {}}\noutput: {schema: ../secret.json}\n"
+    with pytest.raises(AppInvalid) as e:
+        parse_app(text, base=apps)
+    assert "folder" in e.value.message
+    (apps / "ok.json").write_text('{"type": "object"}')
+    assert parse_app(text.replace("../secret.json", "ok.json"), base=apps).output is not None

@@ -312,6 +312,9 @@ def _schema(
     where, line = "output.schema", lines.get(("output", "schema"))
     if isinstance(value, str):
         path = Path(value) if base is None else base / value
+        if base is not None and not path.resolve().is_relative_to(base.resolve()):
+            problems.append(Problem(where, "a schema file must lie in the app's folder", line))
+            return {}
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
