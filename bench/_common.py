@@ -357,3 +357,46 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / name
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+# -- the two servers the serving benchmarks compare --------------------------------------
+@dataclass
+class Launch:
+    """A server subprocess not yet started, and how to tell that it is ready."""
+
+    server: ServerProcess
+    base: str  # http://127.0.0.1:port
+    ready_path: str
+    ready: Callable[[httpx.Response], bool]
+
+
+def hearth_launch(model: str, home: Path) -> Launch:
+    """``hearth serve`` from this venv with ``model``, its home at ``home``."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).with_name("hearth")), "serve", "--model", model]
+    cmd += ["--port", str(port), "--log-level", "warning"]
+    # HEARTH_HOME from us and nothing else: a stray HEARTH_MODEL or HEARTH_PORT must not
+    # change what is measured.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+    env["HEARTH_HOME"] = str(home)
+
+    def loaded(resp: httpx.Response) -> bool:
+        return any(m["id"] == model and m["loaded"] for m in resp.json()["models"])
+
+    server = ServerProcess("hearth", cmd, env)
+    return Launch(server, f"http://127.0.0.1:{port}", "/health", loaded)
+
+
+def peer_launch(python: Path, model: str, gguf: str, context: int, threads: int) -> Launch:
+    """llama-cpp-python's OpenAI server on the same GGUF, set up like hearth's engine."""
+    port = free_port()
+    cmd = [str(python), "-m", "llama_cpp.server", "--model", gguf, "--model_alias", model]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    # One context as long as each of hearth's slots, and as many threads.
+    cmd += ["--n_ctx", str(context), "--n_threads", str(threads)]
+    cmd += ["--n_threads_batch", str(threads)]
+    # By default a queued request cuts the running stream short with [DONE]; here every
+    # client must get its whole answer, as it does from hearth.
+    cmd += ["--interrupt_requests", "False"]
+    server = ServerProcess("peer", cmd)
+    return Launch(server, f"http://127.0.0.1:{port}", "/v1/models", lambda _: True)

@@ -1,4 +1,5 @@
-"""Serving benchmark: hearth against its own engine in-process and against llama-cpp-python.
+"""Serving benchmark, same prompt, decode only: hearth against its own engine in-process
+and against llama-cpp-python.
 
     .venv/bin/python bench/serve.py            # full run: a few minutes on 2 cores
     .venv/bin/python bench/serve.py --quick    # smoke run: fewer tokens and repeats
@@ -28,6 +29,9 @@ slot has seen it: each server gets a warm-up request and an unmeasured concurren
 first, and TTFT then measures serving and queueing, not prefill. Other processes' CPU time
 is watched during each phase; llama.cpp uses every core, so a busy neighbour slows it
 several-fold, and the run then warns that its figures cannot be trusted.
+These are decode-only figures, the ceiling of what the servers can stream; for distinct
+prompts of mixed lengths arriving at set rates, prefill included, run
+``bench/serve_workload.py``.
 The bundled model is assembled once into ``--home`` (default ~/.hearth-bench) and reused.
 """
 
@@ -43,7 +47,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from rich.console import Console
@@ -52,10 +55,11 @@ from rich.table import Table
 
 from _common import (
     CpuWatch,
+    Launch,
     Sample,
-    ServerProcess,
-    free_port,
+    hearth_launch,
     machine_info,
+    peer_launch,
     python_package_version,
     rounded,
     sample_json,
@@ -118,50 +122,27 @@ def inprocess_once(server: Any, payload: dict[str, Any]) -> Sample:
 
 
 def run_hearth(args: argparse.Namespace, sampling: dict[str, Any]) -> dict[str, Any]:
-    port = free_port()
-    cmd = [str(Path(sys.executable).with_name("hearth")), "serve", "--model", args.model]
-    cmd += ["--port", str(port), "--log-level", "warning"]
-    # HEARTH_HOME from us and nothing else: a stray HEARTH_MODEL or HEARTH_PORT must not
-    # change what is measured.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
-    env["HEARTH_HOME"] = str(args.home)
-
-    def loaded(resp: httpx.Response) -> bool:
-        return any(m["id"] == args.model and m["loaded"] for m in resp.json()["models"])
-
-    server = ServerProcess("hearth", cmd, env)
-    return run_server(server, port, "/health", loaded, args, sampling, single=True)
+    return run_server(hearth_launch(args.model, args.home), args, sampling, single=True)
 
 
 def run_peer(args: argparse.Namespace, spec: ModelSpec, sampling: dict[str, Any]) -> dict[str, Any]:
-    port = free_port()
-    threads = str(spec.threads or os.cpu_count() or 1)  # what hearth's engine uses
-    cmd = [str(args.peer_python), "-m", "llama_cpp.server", "--model", str(spec.path)]
-    cmd += ["--model_alias", args.model, "--host", "127.0.0.1", "--port", str(port)]
-    # One context as long as each of hearth's slots.
-    cmd += ["--n_ctx", str(spec.context), "--n_threads", threads, "--n_threads_batch", threads]
-    # By default a queued request cuts the running stream short with [DONE]; here every
-    # client must get its whole answer, as it does from hearth.
-    cmd += ["--interrupt_requests", "False"]
-    server = ServerProcess("peer", cmd)
-    return run_server(server, port, "/v1/models", lambda _: True, args, sampling, single=False)
+    threads = spec.threads or os.cpu_count() or 1  # what hearth's engine uses
+    launch = peer_launch(args.peer_python, args.model, str(spec.path), spec.context, threads)
+    return run_server(launch, args, sampling, single=False)
 
 
 def run_server(
-    server: ServerProcess,
-    port: int,
-    ready_path: str,
-    ready: Callable[[httpx.Response], bool],
+    launch: Launch,
     args: argparse.Namespace,
     sampling: dict[str, Any],
     *,
     single: bool,
 ) -> dict[str, Any]:
-    """Start ``server``, wait until it is ready, measure it, and stop it whatever happens."""
-    base = f"http://127.0.0.1:{port}"
+    """Start the server, wait until it is ready, measure it, and stop it whatever happens."""
+    server, base = launch.server, launch.base
     console.print(f"[bold]{server.name}[/]: {' '.join(server.cmd)}")
     with server:
-        load_s = server.wait_ready(base + ready_path, ready, args.timeout)
+        load_s = server.wait_ready(base + launch.ready_path, launch.ready, args.timeout)
         console.print(f"  ready in {load_s:.1f}s")
         rss: dict[str, Any] = {}
         with CpuWatch([os.getpid(), server.pid]) as watch:
@@ -316,9 +297,13 @@ def render(result: dict[str, Any]) -> Table:
     pc = peer.get("concurrent", {})
     n = p["clients"]
     table = Table(
-        title=f"hearth serve benchmark: {p['model']}, {p['max_tokens']} tokens per answer, "
+        title="hearth serve benchmark, same prompt, decode only (prompt-cache hits): "
+        f"{p['model']}, {p['max_tokens']} tokens per answer, "
         f"{result['machine']['cpu_count']} CPUs",
-        caption=f"single stream: median of {p['repeats']} requests; {n} clients: median of "
+        caption="Every request sends the same prompt, so llama.cpp answers it from its prompt "
+        "cache: these rows measure decoding and serving, not prefill; bench/serve_workload.py "
+        "measures distinct prompts arriving over time. Single stream: median of "
+        f"{p['repeats']} requests; {n} clients: median of "
         f"{p['rounds']} rounds. Reference: the in-process engine for single-stream rows, "
         "llama-cpp-python's server below them.",
     )
@@ -431,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "serve",
+        "workload": "same prompt, decode only (prompt-cache hits)",
         "started_at": started,
         "duration_s": round(time.perf_counter() - t0, 1),
         "machine": machine
