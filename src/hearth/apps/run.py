@@ -5,7 +5,6 @@ through output moderation and the output schema. The server, ``hearth apps run``
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -18,13 +17,13 @@ from hearth.apps.output import OutputInvalid, instruction, problem, structured
 from hearth.apps.spec import App, Variant
 from hearth.engines.base import Engine, count_usage
 from hearth.errors import InvalidRequest
+from hearth.rag.answer import language
 from hearth.rag.stores.base import Store
 from hearth.types import ChatRequest, Delta, GenerationParams, Message, Usage
 
 if TYPE_CHECKING:
     from hearth.apps.moderation import Matcher
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
           "array": "array", "object": "object"}  # fmt: skip
 
@@ -98,10 +97,6 @@ def check_variables(app: App, given: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _language(text: str) -> str:
-    return "zh" if _CJK.search(text) else "en"
-
-
 async def prepare(
     app: App,
     *,
@@ -142,10 +137,10 @@ async def prepare(
         call.parts["knowledge"] = call.context.text
     system = app.templates.render(variant.system, values) if variant.system else ""
     if call.context is not None and call.context.text and not app.templates.uses("context"):
-        head = "参考资料：" if _language(system + values["input"]) == "zh" else "Sources:"
+        head = "参考资料：" if language(system + values["input"]) == "zh" else "Sources:"
         system = f"{system}\n\n{head}\n{call.context.text}".strip()
     if app.output is not None:
-        system = f"{system}\n\n{instruction(app.output.schema, _language(system))}".strip()
+        system = f"{system}\n\n{instruction(app.output.schema, language(system))}".strip()
     user = app.templates.render(variant.user, values)
     while messages and messages[0].role == "system":  # the caller's system text joins the app's
         system = f"{system}\n\n{messages.pop(0).content}".strip()

@@ -64,11 +64,8 @@ def check(a: Assertion, text: str, call: AppCall | None) -> Verdict:
             return Verdict(a, not found, f"found {found[0]!r}" if found else "")
         return Verdict(a, bool(found), "" if found else "not found")
     if a.type == "equals":
-        return Verdict(
-            a,
-            text.strip() == str(value).strip(),
-            "" if text.strip() == str(value).strip() else "differs",
-        )
+        same = text.strip() == str(value).strip()
+        return Verdict(a, same, "" if same else "differs")
     if a.type in ("regex", "not-regex"):
         try:
             match = re.search(str(value), text) is not None

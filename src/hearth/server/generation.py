@@ -106,12 +106,11 @@ async def complete(
     """A whole chat answer (text, usage, call id), logged like any call under ``endpoint``
     and counted against the caller's key: hearth's own use of a model (a query
     translation), or ``app``'s prepared call (``request`` is then its request)."""
+    if app is not None and app.refusal is not None:
+        await refuse(services, app, caller=caller, endpoint=endpoint, stream=False, prefix="app")
     prefix = "int" if app is None else "app"
     call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix=prefix,
                 app=app, engine=runner.engine)  # fmt: skip
-    if app is not None and app.refusal is not None:
-        await call.finish(Usage(), "error", app.refusal.message)
-        raise app.refusal
     check_request(runner, request)
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
@@ -145,11 +144,18 @@ async def complete_text(
     return text
 
 
-async def refuse(services: Services, app: AppCall, *, caller: Caller, stream: bool) -> None:
+async def refuse(
+    services: Services,
+    app: AppCall,
+    *,
+    caller: Caller,
+    endpoint: str,
+    stream: bool,
+    prefix: str,
+) -> None:
     """Log an app call whose input moderation blocked, with its hits, then raise the 400."""
     assert app.refusal is not None
-    call = Call(services, app.model, "chat.completions", stream, caller=caller,
-                prefix="chatcmpl", app=app)  # fmt: skip
+    call = Call(services, app.model, endpoint, stream, caller=caller, prefix=prefix, app=app)
     await call.finish(Usage(), "error", app.refusal.message)
     raise app.refusal
 
@@ -171,6 +177,9 @@ async def generate(
     chunk of a stream. ``app``: the request is that app's, prepared; it runs through the
     app's output moderation and schema."""
     kind = "chat" if isinstance(request, ChatRequest) else "completion"
+    if app is not None and app.refusal is not None:
+        await refuse(services, app, caller=caller, endpoint="chat.completions", stream=stream,
+                     prefix="chatcmpl")  # fmt: skip
     call = Call(
         services,
         runner.spec.name,

@@ -9,7 +9,7 @@ from hearth.apps.run import prepare
 from hearth.apps.spec import App
 from hearth.errors import InvalidRequest, Unsupported
 from hearth.server.auth import Caller, authenticate
-from hearth.server.generation import check_request, generate, refuse
+from hearth.server.generation import check_request, generate
 from hearth.server.openapi import STREAMED, errors
 from hearth.server.protocol import ChatCompletionBody, CompletionBody
 from hearth.server.routes.deps import services
@@ -87,9 +87,8 @@ async def _app(
         guard=svc.guard,
         kb=lambda: svc.kb,
     )
-    if prepared.refusal is not None:
-        await refuse(svc, prepared, caller=caller, stream=body.stream)
-    check_request(runner, prepared.request)
+    if prepared.refusal is None:  # a refused call is logged and raised by generate
+        check_request(runner, prepared.request)
     extra: dict[str, Any] = {
         "app": {"name": spec.name, "variant": prepared.variant.name,
                 "prompt_version": prepared.version},
