@@ -49,6 +49,9 @@ class ModelSpec:
     # remote: the upstream takes response_format json_schema. False for one that does not:
     # apps then ask for the schema in the prompt and check (and re-ask) every answer.
     json_schema: bool = True
+    # What conversations with this model remember: {turns = N}, {tokens = N},
+    # {summary = {model, max_tokens, turns}} or {none = true}; unset: every turn that fits.
+    memory: dict[str, Any] | None = None
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -204,6 +207,7 @@ _MODEL_KEYS = {
     "description",
     "bundled",
     "prompt_cache_mib",
+    "memory",
 }
 
 
@@ -239,6 +243,12 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         raise ConfigError(f'[models."{name}"] needs path = "/path/to/model.gguf"')
     if engine == "remote" and not fields.get("url"):
         raise ConfigError(f'[models."{name}"] needs url = "http://host:port/v1"')
+    memory = raw.get("memory")
+    if memory is not None and (not isinstance(memory, dict) or len(memory) != 1):
+        raise ConfigError(
+            f'[models."{name}"] memory takes one of {{turns = N}}, {{tokens = N}}, '
+            f"{{summary = {{...}}}} or {{none = true}}; got {memory!r}"
+        )
     spec = base if base else ModelSpec(name=name, engine=engine)
     try:
         return replace(spec, **fields)

@@ -107,11 +107,13 @@ async def prepare(
     engine: Engine,
     guard: Guard | None,
     kb: Callable[[], Store] | None,
+    extra: dict[str, Any] | None = None,
 ) -> AppCall:
     """Everything before generation: variables, input moderation, knowledge, templates.
-    Input that moderation blocks comes back with ``refusal`` set (to log, then raise)."""
+    Input that moderation blocks comes back with ``refusal`` set (to log, then raise).
+    ``extra``: more values the templates read (a chain step's ``steps`` and ``inputs``)."""
     variant = app.variant(model)
-    values = check_variables(app, variables)
+    values = check_variables(app, variables) | (extra or {})
     users = [i for i, m in enumerate(messages) if m.role == "user"]
     if not users:
         raise InvalidRequest("an app call needs a user message", param="messages")

@@ -89,6 +89,97 @@ _ASSERT = {
     },
 }
 
+_KNOWLEDGE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kb"],
+    "properties": {
+        "kb": {
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ]
+        },
+        "k": {"type": "integer", "minimum": 1, "maximum": 50},
+        "query": _TEMPLATE,
+        "mode": {"enum": ["hybrid", "vector", "keyword"]},
+        "gate": {
+            "type": "boolean",
+            "description": "Retrieve nothing for small talk (default false: an app's "
+            "query always retrieves)",
+        },
+        "max_tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Most tokens the chunks may take (default: what fits)",
+        },
+    },
+}
+
+_OUTPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schema"],
+    "properties": {
+        "schema": {
+            "oneOf": [
+                {"type": "object"},
+                {"type": "string", "description": "A JSON file, relative to the app"},
+            ]
+        },
+        "retries": {"type": "integer", "minimum": 0, "maximum": 10},
+    },
+}
+
+MEMORY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "What a conversation remembers: one of turns, tokens, summary or none",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "turns": {"type": "integer", "minimum": 0, "description": "The last N turns"},
+        "tokens": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The newest whole turns within N tokens (the model's tokenizer)",
+        },
+        "summary": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Older turns folded into a running summary",
+            "properties": {
+                "model": {"type": "string", "minLength": 1},
+                "max_tokens": {"type": "integer", "minimum": 1},
+                "turns": {"type": "integer", "minimum": 0, "description": "Kept verbatim"},
+            },
+        },
+        "none": {"const": True},
+    },
+}
+
+STEP_ID = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+
+_STEP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string", "pattern": STEP_ID, "description": "Read as {{ steps.ID }}"},
+        "model": {"type": "string", "minLength": 1},
+        "system": _TEMPLATE,
+        "prompt": _TEMPLATE,
+        "render": {
+            "type": "string",
+            "description": "A template whose text is the step's output, without a model call",
+        },
+        "needs": {"type": "array", "items": {"type": "string", "pattern": STEP_ID}},
+        "sampling": _SAMPLING,
+        "knowledge": _KNOWLEDGE,
+        "output": _OUTPUT,
+    },
+}
+
 APP_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://hearth.dev/schemas/app.json",
@@ -97,7 +188,8 @@ APP_SCHEMA: dict[str, Any] = {
     "output schema and tests",
     "type": "object",
     "additionalProperties": False,
-    "required": ["app", "variants"],
+    "required": ["app"],
+    "anyOf": [{"required": ["variants"]}, {"required": ["steps"]}],
     "properties": {
         "app": {"type": "string", "pattern": NAME_PATTERN, "description": "Served as this model"},
         "description": {"type": "string"},
@@ -108,32 +200,7 @@ APP_SCHEMA: dict[str, Any] = {
             "description": "'default' and one entry per model that needs its own prompt",
             "additionalProperties": _VARIANT,
         },
-        "knowledge": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["kb"],
-            "properties": {
-                "kb": {
-                    "oneOf": [
-                        {"type": "string", "minLength": 1},
-                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    ]
-                },
-                "k": {"type": "integer", "minimum": 1, "maximum": 50},
-                "query": _TEMPLATE,
-                "mode": {"enum": ["hybrid", "vector", "keyword"]},
-                "gate": {
-                    "type": "boolean",
-                    "description": "Retrieve nothing for small talk (default false: an app's "
-                    "query always retrieves)",
-                },
-                "max_tokens": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "description": "Most tokens the chunks may take (default: what fits)",
-                },
-            },
-        },
+        "knowledge": _KNOWLEDGE,
         "moderation": {
             "type": "object",
             "additionalProperties": False,
@@ -148,19 +215,13 @@ APP_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "output": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["schema"],
-            "properties": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object"},
-                        {"type": "string", "description": "A JSON file, relative to the app"},
-                    ]
-                },
-                "retries": {"type": "integer", "minimum": 0, "maximum": 10},
-            },
+        "output": _OUTPUT,
+        "memory": MEMORY_SCHEMA,
+        "steps": {
+            "type": "array",
+            "minItems": 1,
+            "description": "A chain: steps run in dependency order; the last one answers",
+            "items": _STEP,
         },
         "tests": {
             "type": "array",

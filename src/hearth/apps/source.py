@@ -74,7 +74,7 @@ def dotted(path: Any) -> str:
 def template_line(lines: Lines, name: str, line: int | None) -> int | None:
     """A template's line in the file: where its value starts, plus its own line. Block
     scalars (``|``) start on the line after the key."""
-    path = tuple(name.split("."))
+    path = tuple(int(p) if p.isdigit() else p for p in name.split("."))
     start = lines.get(path)
     if start is None:
         return None

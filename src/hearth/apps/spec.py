@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ import jsonschema
 
 from hearth.apps.schema import APP_SCHEMA
 from hearth.apps.source import AppInvalid, Lines, Problem, dotted, load, template_line
+from hearth.apps.steps import Step, build_steps
 from hearth.apps.templates import TemplateProblem, Templates
+from hearth.conversations.memory import Policy, parse_policy
 from hearth.engines.json_schema import unenforced
 from hearth.errors import UserError
 
@@ -95,13 +97,18 @@ class App:
     moderation: ModerationSpec | None = None
     output: OutputSpec | None = None
     tests: tuple[TestCase, ...] = ()
+    memory: Policy | None = None  # what a conversation with this app remembers
+    steps: tuple[Step, ...] = ()  # a chain: run in dependency order, the last one answers
     text: str = ""  # the file as written
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    fixed: Variant | None = None  # one step of a chain: its one variant, on any model
 
     def variant(self, model: str | None) -> Variant:
         """The variant for ``model``: its own fields over ``default``'s. ``None``: the app's
         own choice, the default variant on its model."""
+        if self.fixed is not None:
+            return replace(self.fixed, model=model or self.fixed.model)
         default = DEFAULT if DEFAULT in self.variants else next(iter(self.variants))
         if model is None:
             key = default
@@ -197,6 +204,7 @@ def _build(
                 )
             )
     sources: dict[str, str] = {}
+    data.setdefault("variants", {DEFAULT: {}})  # a chain without variants: the default model
     for key, variant in data["variants"].items():
         for part in ("system", "user"):
             if part in variant:
@@ -206,19 +214,7 @@ def _build(
     elif DEFAULT not in data["variants"]:
         first = next(iter(data["variants"]))
         sources.setdefault(f"variants.{first}.user", "{{ input }}")
-    knowledge = None
-    if "knowledge" in data:
-        kn = data["knowledge"]
-        sources["knowledge.query"] = kn.get("query", "{{ input }}")
-        kbs = kn["kb"] if isinstance(kn["kb"], list) else [kn["kb"]]
-        knowledge = Knowledge(
-            tuple(kbs),
-            kn.get("k", 4),
-            "knowledge.query",
-            kn.get("mode", "hybrid"),
-            kn.get("max_tokens"),
-            kn.get("gate", False),
-        )
+    knowledge = knowledge_of(data["knowledge"], sources) if "knowledge" in data else None
     try:
         templates = Templates(sources)
     except TemplateProblem as e:
@@ -247,10 +243,9 @@ def _build(
                         template_line(lines, name, u.line),
                     )
                 )
-    output = None
-    if "output" in data:
-        schema = _schema(data["output"]["schema"], base, problems, lines)
-        output = OutputSpec(schema, data["output"].get("retries", 2))
+    output = (
+        output_of(data["output"], ("output",), base, problems, lines) if "output" in data else None
+    )
     moderation = None
     if "moderation" in data:
         m = data["moderation"]
@@ -286,6 +281,8 @@ def _build(
                         lines.get(("tests", i, "assert", j)),
                     )
                 )
+    memory = parse_policy(data["memory"]) if "memory" in data else None
+    steps = build_steps(data, inputs, moderation, base, problems, lines)
     if problems:
         raise AppInvalid(source, problems)
     return App(
@@ -298,9 +295,37 @@ def _build(
         moderation=moderation,
         output=output,
         tests=tests,
+        memory=memory,
+        steps=steps,
         text=text,
         raw=data,
     )
+
+
+def knowledge_of(kn: dict[str, Any], sources: dict[str, str], prefix: str = "") -> Knowledge:
+    """A ``knowledge:`` section; its query template joins ``sources``."""
+    query = f"{prefix}knowledge.query"
+    sources[query] = kn.get("query", "{{ input }}")
+    kbs = kn["kb"] if isinstance(kn["kb"], list) else [kn["kb"]]
+    return Knowledge(
+        tuple(kbs),
+        kn.get("k", 4),
+        query,
+        kn.get("mode", "hybrid"),
+        kn.get("max_tokens"),
+        kn.get("gate", False),
+    )
+
+
+def output_of(
+    out: dict[str, Any],
+    path: tuple[Any, ...],
+    base: Path | None,
+    problems: list[Problem],
+    lines: Lines,
+) -> OutputSpec:
+    """An ``output:`` section, its schema read from a file inside the app's folder if named."""
+    return OutputSpec(_schema(out["schema"], base, problems, lines, path), out.get("retries", 2))
 
 
 def _schema(
@@ -308,23 +333,24 @@ def _schema(
     base: Path | None,
     problems: list[Problem],
     lines: Lines,
+    path: tuple[Any, ...] = ("output",),
 ) -> dict[str, Any]:
-    where, line = "output.schema", lines.get(("output", "schema"))
+    where, line = dotted([*path, "schema"]), lines.get((*path, "schema"))
     if isinstance(value, str):
-        path = Path(value) if base is None else base / value
-        if base is not None and not path.resolve().is_relative_to(base.resolve()):
+        file = Path(value) if base is None else base / value
+        if base is not None and not file.resolve().is_relative_to(base.resolve()):
             problems.append(Problem(where, "a schema file must lie in the app's folder", line))
             return {}
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(file.read_text(encoding="utf-8"))
         except OSError as e:
-            problems.append(Problem(where, f"cannot read schema file {path}: {e.strerror}", line))
+            problems.append(Problem(where, f"cannot read schema file {file}: {e.strerror}", line))
             return {}
         except json.JSONDecodeError as e:
-            problems.append(Problem(where, f"{path} is not JSON: {e}", line))
+            problems.append(Problem(where, f"{file} is not JSON: {e}", line))
             return {}
         if not isinstance(value, dict):
-            problems.append(Problem(where, f"{path} does not hold a JSON object", line))
+            problems.append(Problem(where, f"{file} does not hold a JSON object", line))
             return {}
     try:
         jsonschema.validators.validator_for(value).check_schema(value)

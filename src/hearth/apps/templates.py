@@ -69,6 +69,22 @@ class Templates:
                 first.setdefault(node.name, node.lineno)
         return [Undeclared(n, first.get(n, 1)) for n in sorted(wanted)]
 
+    def fields(self, name: str, variable: str) -> set[str]:
+        """The names template ``name`` reads off ``variable``: ``steps.opening`` and
+        ``steps['opening']`` both give "opening"."""
+        out = set()
+        for node in self._asts[name].find_all((nodes.Getattr, nodes.Getitem)):
+            target = getattr(node, "node", None)
+            if not (isinstance(target, nodes.Name) and target.name == variable):
+                continue
+            if isinstance(node, nodes.Getattr):
+                out.add(node.attr)
+            elif isinstance(node, nodes.Getitem):
+                arg = node.arg
+                if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                    out.add(arg.value)
+        return out
+
     def uses(self, variable: str) -> bool:
         return any(variable in meta.find_undeclared_variables(a) for a in self._asts.values())
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -20,6 +21,7 @@ from hearth.engines.runner import Runner
 from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
 from hearth.server.auth import Caller
 from hearth.server.errors import error_body
+from hearth.server.memory import Memory
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
 from hearth.types import ChatRequest, CompletionRequest, Delta, Usage
@@ -102,6 +104,7 @@ async def complete(
     caller: Caller,
     endpoint: str,
     app: AppCall | None = None,
+    run: tuple[str, str] | None = None,
 ) -> tuple[str, Usage, str]:
     """A whole chat answer (text, usage, call id), logged like any call under ``endpoint``
     and counted against the caller's key: hearth's own use of a model (a query
@@ -109,8 +112,18 @@ async def complete(
     if app is not None and app.refusal is not None:
         await refuse(services, app, caller=caller, endpoint=endpoint, stream=False, prefix="app")
     prefix = "int" if app is None else "app"
-    call = Call(services, runner.spec.name, endpoint, False, caller=caller, prefix=prefix,
-                app=app, engine=runner.engine)  # fmt: skip
+    call = Call(
+        services,
+        runner.spec.name,
+        endpoint,
+        False,
+        caller=caller,
+        prefix=prefix,
+        app=app,
+        engine=runner.engine,
+        run_id=run[0] if run else None,
+        step=run[1] if run else None,
+    )
     check_request(runner, request)
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
@@ -160,35 +173,99 @@ async def refuse(
     raise app.refusal
 
 
-async def generate(
+@dataclass
+class Started:
+    """A generation that has produced its first chunk (or ended before one)."""
+
+    call: Call
+    renderer: Renderer
+    engine: Engine
+    request: ChatRequest | CompletionRequest
+    first: Delta | None
+    chunks: AsyncGenerator[Delta, None]
+    memory: Memory | None = None
+
+    async def keep(self) -> None:
+        """Store the finished turn in memory, once the answer is whole."""
+        if self.memory is not None:
+            await self.memory.keep(self.renderer.text, response_id=self.call.id)
+
+    def release(self) -> None:
+        if self.memory is not None:
+            self.memory.release()
+
+
+async def begin(
     services: Services,
     runner: Runner,
     request: ChatRequest | CompletionRequest,
     *,
     caller: Caller,
     stream: bool,
-    include_usage: bool | None,
-    http: Request,
-    extra: dict[str, Any] | None = None,
+    endpoint: str,
+    prefix: str,
     app: AppCall | None = None,
     shown: str | None = None,
-) -> JSONResponse | StreamingResponse | Response:
-    """``extra`` (e.g. a knowledge base's sources) joins the whole response, or the final
-    chunk of a stream. ``app``: the request is that app's, prepared; it runs through the
-    app's output moderation and schema."""
+    memory: Memory | None = None,
+    call_id: str = "",
+    run: tuple[str, str] | None = None,
+) -> Started:
+    """Log and reserve the call, start it in a slot and wait for its first chunk, so that a
+    full queue, an oversized prompt or a bad parameter is a proper HTTP error rather than
+    an error inside a stream. On failure the memory's lock is released."""
+    try:
+        return await _begin(
+            services,
+            runner,
+            request,
+            caller=caller,
+            stream=stream,
+            endpoint=endpoint,
+            prefix=prefix,
+            app=app,
+            shown=shown,
+            memory=memory,
+            call_id=call_id,
+            run=run,
+        )
+    except BaseException:
+        if memory is not None:
+            memory.release()
+        raise
+
+
+async def _begin(
+    services: Services,
+    runner: Runner,
+    request: ChatRequest | CompletionRequest,
+    *,
+    caller: Caller,
+    stream: bool,
+    endpoint: str,
+    prefix: str,
+    app: AppCall | None,
+    shown: str | None,
+    memory: Memory | None,
+    call_id: str,
+    run: tuple[str, str] | None,
+) -> Started:
     kind = "chat" if isinstance(request, ChatRequest) else "completion"
     if app is not None and app.refusal is not None:
-        await refuse(services, app, caller=caller, endpoint="chat.completions", stream=stream,
-                     prefix="chatcmpl")  # fmt: skip
+        await refuse(services, app, caller=caller, endpoint=endpoint, stream=stream, prefix=prefix)
     call = Call(
         services,
         runner.spec.name,
-        "chat.completions" if kind == "chat" else "completions",
+        endpoint,
         stream,
         caller=caller,
-        prefix="chatcmpl" if kind == "chat" else "cmpl",
+        prefix=prefix,
         app=app,
         engine=runner.engine,
+        id=call_id,
+        budget=memory.budget if memory else None,
+        conversation_id=memory.thread.conversation if memory else None,
+        run_id=run[0] if run else None,
+        step=run[1] if run else None,
     )
     call.count_parts()
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
@@ -199,6 +276,7 @@ async def generate(
         model=shown or runner.spec.name,
         n=request.params.n,
         echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
+        details=memory.budget.as_dict() if memory else None,
     )
     engine = runner.engine
     start: Callable[[], AsyncIterator[Delta]]
@@ -214,8 +292,6 @@ async def generate(
     else:
         start = lambda: engine.stream_completion(request)  # noqa: E731
     chunks = runner.stream(start)
-    # Wait for the first chunk before answering, so that a full queue, an oversized prompt
-    # or a bad parameter becomes a proper HTTP error rather than an error inside a stream.
     try:
         first = await anext(chunks, None)
     except HearthError as e:
@@ -234,28 +310,64 @@ async def generate(
             else:
                 await call.finish(Usage(), "error", repr(e)[:500])
         raise
+    return Started(call, renderer, engine, request, first, chunks, memory)
+
+
+async def generate(
+    services: Services,
+    runner: Runner,
+    request: ChatRequest | CompletionRequest,
+    *,
+    caller: Caller,
+    stream: bool,
+    include_usage: bool | None,
+    http: Request,
+    extra: dict[str, Any] | None = None,
+    app: AppCall | None = None,
+    shown: str | None = None,
+    memory: Memory | None = None,
+    run: tuple[str, str] | None = None,
+) -> JSONResponse | StreamingResponse | Response:
+    """A chat or text completion, as OpenAI's JSON or SSE chunks. ``extra`` (e.g. a
+    knowledge base's sources) joins the whole response, or the final chunk of a stream.
+    ``app``: the request is that app's, prepared; it runs through the app's output
+    moderation and schema. ``memory``: the turn is stored once the answer is whole."""
+    chat = isinstance(request, ChatRequest)
+    started = await begin(
+        services,
+        runner,
+        request,
+        caller=caller,
+        stream=stream,
+        endpoint="chat.completions" if chat else "completions",
+        prefix="chatcmpl" if chat else "cmpl",
+        app=app,
+        shown=shown,
+        memory=memory,
+        run=run,
+    )
     if not stream:
-        return await _whole(call, renderer, engine, request, first, chunks, http, extra)
+        try:
+            if not await collect(started, http):
+                return Response(status_code=499)  # nobody is listening; nginx's "client closed"
+        finally:
+            started.release()
+        return JSONResponse(started.renderer.whole() | (extra or {}))
     return StreamingResponse(
-        _events(call, renderer, engine, request, first, chunks, include_usage, extra),
+        _events(started, include_usage, extra),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
 
 
-async def _whole(
-    call: Call,
-    r: Renderer,
-    engine: Engine,
-    request: ChatRequest | CompletionRequest,
-    first: Delta | None,
-    chunks: AsyncGenerator[Delta, None],
-    http: Request,
-    extra: dict[str, Any] | None,
-) -> JSONResponse | Response:
-    async def collect() -> None:
-        if first is not None:
-            r.add(first)
+async def collect(s: Started, http: Request) -> bool:
+    """The whole answer into ``s.renderer``, kept in memory and logged; False when the client
+    went away first (logged as cancelled)."""
+    r, chunks = s.renderer, s.chunks
+
+    async def work() -> None:
+        if s.first is not None:
+            r.add(s.first)
             async for chunk in chunks:
                 r.add(chunk)
 
@@ -264,49 +376,61 @@ async def _whole(
         while (await http.receive())["type"] != "http.disconnect":
             pass
 
-    work = asyncio.create_task(collect())
+    task = asyncio.create_task(work())
     watch = asyncio.create_task(client_gone())
     try:
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if not work.done():
-            work.cancel()
-            await asyncio.gather(work, return_exceptions=True)
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             await chunks.aclose()
-            await call.finish(await _usage_so_far(engine, request, r), "cancelled")
-            return Response(status_code=499)  # nobody is listening; nginx's "client closed"
-        work.result()
+            await s.call.finish(await _usage_so_far(s.engine, s.request, r), "cancelled")
+            return False
+        task.result()
+        await s.keep()
     except HearthError as e:
-        await call.finish(r.usage or Usage(), "error", e.message)
+        await s.call.finish(r.usage or Usage(), "error", e.message)
         raise
     finally:
         watch.cancel()
         await chunks.aclose()
-    await call.finish(r.usage or Usage(), "ok")
-    return JSONResponse(r.whole() | (extra or {}))
+    await s.call.finish(r.usage or Usage(), "ok")
+    return True
+
+
+async def settle(s: Started, status: str, error: str | None) -> None:
+    """A stream's bookkeeping when it ends, however it ends (shielded: it runs on client
+    disconnect too, inside a cancelled scope)."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await s.chunks.aclose()
+            r = s.renderer
+            usage = (
+                await _usage_so_far(s.engine, s.request, r)
+                if status != "ok"
+                else (r.usage or Usage())
+            )
+            await s.call.finish(usage, status, error)
+        finally:
+            s.release()
 
 
 async def _events(
-    call: Call,
-    r: Renderer,
-    engine: Engine,
-    request: ChatRequest | CompletionRequest,
-    first: Delta | None,
-    chunks: AsyncGenerator[Delta, None],
-    include_usage: bool | None,
-    extra: dict[str, Any] | None,
+    s: Started, include_usage: bool | None, extra: dict[str, Any] | None
 ) -> AsyncIterator[bytes]:
+    r, chunks = s.renderer, s.chunks
     status, error = "cancelled", None
     try:
         for data in r.opening():
             yield _sse(data)
-        chunk = first
+        chunk = s.first
         while chunk is not None:
             r.add(chunk)
             following: Delta | None = None
             peeked = False
             if chunk.usage is None:
                 if chunk.text:
-                    call.mark_first_token()
+                    s.call.mark_first_token()
                 data = r.stream_chunk(chunk)
                 if chunk.finish_reason:
                     data |= extra or {}
@@ -314,8 +438,11 @@ async def _events(
                     # tokens are never held back, and let usage ride on this chunk by
                     # default: clients that read choices[0] of every chunk keep working.
                     following, peeked = await anext(chunks, None), True
-                    if include_usage is None and following is not None and following.usage:
-                        data["usage"] = usage_json(following.usage)
+                    if following is not None and following.usage:
+                        r.add(following)
+                        await s.keep()  # before the client can see the end of the answer
+                        if include_usage is None:
+                            data["usage"] = usage_json(following.usage, r.details)
                 yield _sse(data)
             chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
@@ -327,10 +454,4 @@ async def _events(
         yield _sse(error_body(e.message, e.type, e.code, e.param))
         yield b"data: [DONE]\n\n"
     finally:
-        # Runs on client disconnect too, inside a cancelled scope: shield the bookkeeping.
-        with anyio.CancelScope(shield=True):
-            await chunks.aclose()
-            usage = (
-                await _usage_so_far(engine, request, r) if status != "ok" else (r.usage or Usage())
-            )
-            await call.finish(usage, status, error)
+        await settle(s, status, error)

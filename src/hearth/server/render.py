@@ -8,12 +8,16 @@ from typing import Any
 from hearth.types import Delta, TokenLogprob, Usage
 
 
-def usage_json(usage: Usage) -> dict[str, int]:
-    return {
+def usage_json(usage: Usage, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAI's usage; ``details`` (memory's budget) ride in ``prompt_tokens_details``."""
+    out: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if details:
+        out["prompt_tokens_details"] = {"cached_tokens": 0, **details}
+    return out
 
 
 def _chat_logprobs(lps: list[TokenLogprob]) -> dict[str, Any]:
@@ -59,6 +63,12 @@ class Renderer:
     echo: str = ""  # completions with echo=true: the prompt, before each choice's text
     choices: dict[int, Choice] = field(default_factory=dict)
     usage: Usage | None = None
+    details: dict[str, Any] | None = None  # memory's budget, reported with the usage
+
+    @property
+    def text(self) -> str:
+        """The first choice's text so far."""
+        return self.choices[0].text if 0 in self.choices else ""
 
     @property
     def object(self) -> str:
@@ -127,7 +137,7 @@ class Renderer:
 
     def usage_chunk(self, usage: Usage) -> dict[str, Any]:
         out = self._envelope([], stream=True)
-        out["usage"] = usage_json(usage)
+        out["usage"] = usage_json(usage, self.details)
         return out
 
     def whole(self) -> dict[str, Any]:
@@ -155,5 +165,5 @@ class Renderer:
                     }
                 )
         out = self._envelope(choices, stream=False)
-        out["usage"] = usage_json(self.usage or Usage())
+        out["usage"] = usage_json(self.usage or Usage(), self.details)
         return out

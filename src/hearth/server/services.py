@@ -15,6 +15,7 @@ from hearth.apps.run import AppCall, split_model
 from hearth.apps.spec import App
 from hearth.apps.store import AppNotFound, AppStore
 from hearth.config import Settings
+from hearth.conversations.memory import Budget, Counter
 from hearth.engines.base import Engine
 from hearth.engines.registry import ModelRegistry
 from hearth.engines.runner import Runner
@@ -23,9 +24,11 @@ from hearth.rag.kb import open_store
 from hearth.rag.stores.base import Store
 from hearth.rag.translate import Translator
 from hearth.server.auth import Caller, KeyRing
+from hearth.server.memory import Locks, split_of
 from hearth.server.metrics import Metrics
 from hearth.server.quota import Limits, Reservation
 from hearth.storage.calllog import CallLog, CallRecord, ModerationRecord
+from hearth.storage.conversations import ConversationStore
 from hearth.storage.keys import KeyStore
 from hearth.types import GenerationParams, Price, Usage
 
@@ -45,8 +48,12 @@ class Services:
     apps: AppStore = field(init=False)
     guard: Guard = field(init=False)
     hooks: Hooks = field(init=False)
+    conversations: ConversationStore = field(init=False)
+    locks: Locks = field(default_factory=Locks)
+    counters: dict[str, Counter | None] = field(default_factory=dict)  # by model
 
     def __post_init__(self) -> None:
+        self.conversations = ConversationStore(self.calllog.db)
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
         self.limits = Limits(self.calllog.spent)
         self.apps = AppStore(self.settings.home / "apps")
@@ -121,6 +128,10 @@ class Call:
     reservation: Reservation | None = None
     app: AppCall | None = None  # set for an app's call: logged with its details
     engine: Engine | None = None  # counts the app's token split
+    budget: Budget | None = None  # memory's count of the prompt's parts, when it has one
+    run_id: str | None = None  # a chain's run, and the step this call is
+    step: str | None = None
+    conversation_id: str | None = None
     _parts: asyncio.Future[dict[str, int]] | None = None
 
     def __post_init__(self) -> None:
@@ -174,7 +185,7 @@ class Call:
             latency_s=latency,
             ttft_s=ttft,
         )
-        split = await self._split(usage) if self.app is not None else {}
+        split = await self._split(usage)
         app = self.app
         record = CallRecord(
             id=self.id,
@@ -200,6 +211,9 @@ class Call:
             moderation_hits=len(app.flags) if app else 0,
             retries=app.retries if app else 0,
             finish_reason=app.finish_reason if app else None,
+            run_id=self.run_id,
+            step=self.step,
+            conversation_id=self.conversation_id,
         )
         hits = (
             [
@@ -229,12 +243,18 @@ class Call:
     def count_parts(self) -> None:
         """Start counting the app's prompt parts now, so the count runs beside generation
         rather than after it, on the answer's path."""
-        if self.app is not None and self.engine is not None and self._parts is None:
+        ready = self.app is not None and self.engine is not None and self.budget is None
+        if ready and self._parts is None:
+            assert self.app is not None and self.engine is not None
             self._parts = asyncio.ensure_future(_count(self.engine, self.app.parts))
 
     async def _split(self, usage: Usage) -> dict[str, int]:
         """The prompt's tokens by source, in the model's tokenizer: knowledge, history and
         input counted, the system prompt (with the chat template's own tokens) the rest."""
+        if self.budget is not None and usage.prompt_tokens:
+            return split_of(self.budget)
+        if self.app is None:
+            return {}
         self.count_parts()
         if self._parts is None:
             return {}

@@ -40,6 +40,9 @@ class CallRecord:
     moderation_hits: int = 0
     retries: int = 0  # answers re-asked because they did not match the output schema
     finish_reason: str | None = None
+    run_id: str | None = None  # the chain run this call was a step of, and which step
+    step: str | None = None
+    conversation_id: str | None = None
 
 
 @dataclass(frozen=True)

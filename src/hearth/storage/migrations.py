@@ -92,6 +92,62 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX moderation_hits_call ON moderation_hits (call_id);
         """,
     ),
+    (
+        4,
+        "conversations, their items and stored responses; memory summaries; chain runs",
+        """
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            key_id TEXT,
+            next_seq INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX conversations_updated ON conversations (updated);
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            created REAL NOT NULL,
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,
+            previous_response_id TEXT,
+            conversation_id TEXT,
+            key_id TEXT,
+            stored INTEGER NOT NULL,
+            body TEXT NOT NULL
+        );
+        CREATE INDEX responses_previous ON responses (previous_response_id);
+        CREATE TABLE conversation_items (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT REFERENCES conversations (id) ON DELETE CASCADE,
+            response_id TEXT,
+            seq INTEGER NOT NULL,
+            type TEXT NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX conversation_items_seq ON conversation_items (conversation_id, seq);
+        CREATE INDEX conversation_items_response ON conversation_items (response_id, seq);
+        CREATE TABLE memory_tokens (
+            turn TEXT NOT NULL,
+            model TEXT NOT NULL,
+            tokens INTEGER NOT NULL,
+            PRIMARY KEY (turn, model)
+        );
+        CREATE TABLE memory_summaries (
+            owner TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            upto TEXT NOT NULL,
+            turns INTEGER NOT NULL,
+            created REAL NOT NULL
+        );
+        ALTER TABLE calls ADD COLUMN run_id TEXT;
+        ALTER TABLE calls ADD COLUMN step TEXT;
+        ALTER TABLE calls ADD COLUMN conversation_id TEXT;
+        CREATE INDEX calls_run ON calls (run_id);
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"

@@ -234,6 +234,16 @@ class ChatCompletionBody(_Sampling):
         default=None,
         description="An app's template variables (hearth extension; the model names an app)",
     )
+    conversation: NonEmpty | None = Field(
+        default=None,
+        description="A conversation id (hearth extension): its remembered turns are put "
+        "before these messages and the new turn is stored",
+    )
+    memory: dict[str, Any] | None = Field(
+        default=None,
+        description="This request's memory policy, within the app's or model's (hearth "
+        "extension): {turns: N}, {tokens: N} or {none: true}",
+    )
     max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     response_format: ResponseFormat | None = None
     logprobs: bool = False
