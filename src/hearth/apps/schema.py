@@ -189,7 +189,6 @@ APP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["app"],
-    "anyOf": [{"required": ["variants"]}, {"required": ["steps"]}],
     "properties": {
         "app": {"type": "string", "pattern": NAME_PATTERN, "description": "Served as this model"},
         "description": {"type": "string"},

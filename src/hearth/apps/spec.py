@@ -170,6 +170,10 @@ def parse_app(text: str, *, source: str = "app", base: Path | None = None) -> Ap
         Problem(dotted(e.absolute_path), e.message, lines.get(tuple(e.absolute_path)))
         for e in sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path))
     ]
+    if "variants" not in data and "steps" not in data:
+        problems.append(
+            Problem("", "'variants' is a required property (or 'steps', for a chain)", 1)
+        )
     if problems:
         raise AppInvalid(source, problems)
     return _build(data, text, source, base, lines)
