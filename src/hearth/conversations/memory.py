@@ -101,7 +101,8 @@ def narrow(limit: Policy, asked: Policy) -> Policy:
         return asked
     if asked.kind == limit.kind == "tokens" and (asked.tokens or 0) <= (limit.tokens or 0):
         return asked
-    if limit.kind in ("turns", "tokens") and asked.kind in ("turns", "tokens"):
+    kinds = ("turns", "tokens")
+    if limit.kind in kinds and asked.kind in kinds and asked.kind != limit.kind:
         # a different kind of cap on top of the configured one: both hold
         return replace(limit, **{asked.kind: getattr(asked, asked.kind)})
     raise InvalidRequest(

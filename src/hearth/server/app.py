@@ -13,7 +13,17 @@ from hearth.engines.registry import ModelRegistry
 from hearth.server import errors, openapi
 from hearth.server.limits import BodyLimit
 from hearth.server.metrics import Metrics
-from hearth.server.routes import apps, embeddings, generate, kb, keys, models, ops, tokens
+from hearth.server.routes import (
+    apps,
+    embeddings,
+    generate,
+    kb,
+    keys,
+    models,
+    ops,
+    responses,
+    tokens,
+)
 from hearth.server.services import Services
 from hearth.storage.calllog import open_calllog
 
@@ -48,7 +58,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
     )
     errors.install(app)
     openapi.install(app)
-    for module in (generate, embeddings, models, tokens, ops, kb, keys, apps):
+    for module in (generate, responses, embeddings, models, tokens, ops, kb, keys, apps):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes

@@ -1,0 +1,230 @@
+"""OpenAI's Responses and Conversations wire: request bodies, and the JSON of responses,
+items and conversations (as the official SDK parses them)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from hearth.errors import InvalidRequest, Unsupported
+from hearth.server.protocol import (
+    INT64_MAX,
+    INT64_MIN,
+    NonEmpty,
+    RequestBody,
+    ResponseFormat,
+    _Body,
+)
+from hearth.storage.conversations import Conversation, Item
+from hearth.types import Message
+
+
+class ContentPart(_Body):
+    type: Literal["input_text", "output_text", "text"]
+    text: str
+
+
+class InputItem(_Body):
+    type: Literal["message"] | None = None
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+
+    def to_domain(self) -> Message:
+        text = (
+            self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        )
+        return Message.from_openai(self.role, text)
+
+
+class ConversationRef(_Body):
+    id: NonEmpty
+
+
+class TextFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    name: str = "response"
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class TextConfig(_Body):
+    format: TextFormat | None = None
+
+
+class ResponsesBody(RequestBody):
+    model: NonEmpty
+    input: NonEmpty | Annotated[list[InputItem], Field(min_length=1)]
+    instructions: str | None = None
+    previous_response_id: NonEmpty | None = None
+    conversation: NonEmpty | ConversationRef | None = None
+    store: bool = True
+    max_output_tokens: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+    text: TextConfig | None = None
+    stream: bool = False
+    metadata: dict[str, str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    variables: dict[str, Any] | None = Field(default=None, description="An app's variables")
+    memory: dict[str, Any] | None = Field(default=None, description="This turn's memory policy")
+
+    def conversation_id(self) -> str | None:
+        c = self.conversation
+        return c.id if isinstance(c, ConversationRef) else c
+
+    def new_messages(self) -> list[Message]:
+        if self.tools:
+            raise Unsupported("tools are not supported on /v1/responses yet", param="tools")
+        if self.previous_response_id and self.conversation is not None:
+            raise InvalidRequest(
+                "send 'previous_response_id' or 'conversation', not both", param="conversation"
+            )
+        items = (
+            [InputItem(role="user", content=self.input)]
+            if isinstance(self.input, str)
+            else self.input
+        )
+        out = [Message("system", self.instructions)] if self.instructions else []
+        out += [i.to_domain() for i in items]
+        if not any(m.role == "user" for m in out):
+            raise InvalidRequest("'input' needs a user message", param="input")
+        return out
+
+    def response_format(self) -> dict[str, Any] | None:
+        fmt = self.text.format if self.text else None
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return {"type": "json_object"}
+        if fmt.schema_ is None:
+            raise InvalidRequest("text.format json_schema needs a 'schema'", param="text.format")
+        spec = {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": fmt.schema_}}
+        return ResponseFormat.model_validate(spec).to_domain()
+
+
+class ConversationBody(RequestBody):
+    items: list[InputItem] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class ConversationUpdate(RequestBody):
+    metadata: dict[str, str] | None = None
+
+
+class ItemsBody(RequestBody):
+    items: Annotated[list[InputItem], Field(min_length=1)]
+
+
+def item_json(item: Item) -> dict[str, Any]:
+    part = "output_text" if item.role == "assistant" else "input_text"
+    content: dict[str, Any] = {"type": part, "text": item.content}
+    if part == "output_text":
+        content["annotations"] = []
+    return {
+        "type": "message",
+        "id": item.id,
+        "role": item.role,
+        "status": "completed",
+        "content": [content],
+    }
+
+
+def page_json(items: list[Item], has_more: bool) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [item_json(i) for i in items],
+        "first_id": items[0].id if items else None,
+        "last_id": items[-1].id if items else None,
+        "has_more": has_more,
+    }
+
+
+def conversation_json(c: Conversation) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "object": "conversation",
+        "created_at": int(c.created),
+        "metadata": c.metadata,
+    }
+
+
+def usage_json(prompt: int, completion: int, details: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, **(details or {})},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+def response_json(
+    body: ResponsesBody,
+    *,
+    id: str,
+    created: float,
+    model: str,
+    status: str,
+    message_id: str,
+    text: str | None,
+    usage: dict[str, Any] | None,
+    finish_reason: str | None = None,
+    error: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Response object; ``text`` None: no output yet (the stream's first events)."""
+    incomplete = None
+    if finish_reason == "length":
+        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
+    elif finish_reason == "content_filter":
+        status, incomplete = "incomplete", {"reason": "content_filter"}
+    output = (
+        []
+        if text is None
+        else [
+            {
+                "type": "message",
+                "id": message_id,
+                "role": "assistant",
+                "status": "completed" if status == "completed" else "incomplete",
+                "content": [
+                    {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                ],
+            }
+        ]
+    )
+    conv = body.conversation_id()
+    fmt = (
+        body.text.format.model_dump(by_alias=True, exclude_none=True)
+        if body.text and body.text.format
+        else {"type": "text"}
+    )
+    return {
+        "id": id,
+        "object": "response",
+        "created_at": int(created),
+        "completed_at": int(time.time()) if status == "completed" else None,
+        "status": status,
+        "model": model,
+        "output": output,
+        "error": error,
+        "incomplete_details": incomplete,
+        "instructions": body.instructions,
+        "metadata": body.metadata or {},
+        "previous_response_id": body.previous_response_id,
+        "conversation": {"id": conv} if conv else None,
+        "store": body.store,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "max_output_tokens": body.max_output_tokens,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "text": {"format": fmt},
+        "truncation": "disabled",
+        "usage": usage,
+        **(extra or {}),
+    }
