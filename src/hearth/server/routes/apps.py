@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 
 from hearth.apps.run import prepare
@@ -15,6 +16,7 @@ from hearth.apps.source import AppInvalid
 from hearth.apps.spec import App, parse_app
 from hearth.errors import InvalidRequest, ModelNotFound
 from hearth.server.auth import Caller, authenticate
+from hearth.server.chains import run_chain, stream_chain
 from hearth.server.generation import complete
 from hearth.server.openapi import errors
 from hearth.server.protocol import INT32_MAX, RequestBody
@@ -44,6 +46,7 @@ class RunBody(RequestBody):
     max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     temperature: float | None = Field(default=None, ge=0, le=2)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    stream: bool = Field(default=False, description="A chain's progress per step, as events")
 
 
 def summary(app: App) -> dict[str, Any]:
@@ -141,22 +144,28 @@ async def delete_app(
     return {"id": name, "object": "app", "deleted": True}
 
 
-@router.post("/{name}/run", responses=errors(400, 404, 429, 502))
+@router.post("/{name}/run", response_model=None, responses=errors(400, 404, 429, 502))
 async def run_app(
     name: str,
     body: RunBody,
     svc: Services = Depends(services),
     caller: Caller = Depends(authenticate),
-) -> dict[str, Any]:
+) -> dict[str, Any] | StreamingResponse:
     """Run the app once: the output (the parsed object when the app has an output schema),
     usage, the variant and prompt version used, sources and moderation hits."""
     app = _visible(svc, caller, name)
     resolved = svc.resolve_app(caller, f"{name}@{body.model}" if body.model else name)
     assert resolved is not None
     _, model = resolved
-    runner = await svc.registry.get(model)
     params = GenerationParams(max_tokens=body.max_tokens, temperature=body.temperature,
                               seed=body.seed)  # fmt: skip
+    if app.steps:
+        go = stream_chain if body.stream else run_chain
+        return await go(svc, caller, app, model, input=body.input, variables=body.inputs,
+                        params=params)  # fmt: skip
+    if body.stream:
+        raise InvalidRequest("stream is for chains (apps with steps)", param="stream")
+    runner = await svc.registry.get(model)
     call = await prepare(
         app,
         model=model,
