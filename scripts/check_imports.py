@@ -20,6 +20,8 @@ LAYERS = {
     "tokens": 3,
     "rag": 4,
     "apps": 4,
+    "conversations": 4,
+    "agents": 4,
     "finetune": 4,
     "evals": 4,
     "server": 5,

@@ -130,3 +130,35 @@ def test_a_failed_step_stops_the_run_and_names_itself(live: LiveServer) -> None:
     ) as s:
         lines = [json.loads(x[6:]) for x in s.iter_lines() if x.startswith("data: ")]
     assert lines[-1]["type"] == "error" and "step 'long'" in lines[-1]["error"]["message"]
+
+
+def test_cli_shows_runs_and_conversations(live: LiveServer) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = httpx.post(live.base_url + "/apps/blog/run", json={"inputs": {"brief": "x"}}).json()
+    c = openai.OpenAI(base_url=live.base_url, api_key="none", max_retries=0)
+    conv = c.conversations.create(items=[{"role": "user", "content": "记住我"}])
+    env = {**os.environ, "HEARTH_HOME": str(live.settings.home)}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "hearth", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    runs = json.loads(cli("apps", "runs", "blog", "--json"))
+    assert runs[0]["run_id"] == out["id"] and len(runs[0]["steps"]) == 4
+    listed = json.loads(cli("conversations", "list", "--json"))
+    assert conv.id in [x["id"] for x in listed]
+    shown = json.loads(cli("conversations", "show", conv.id, "--json"))
+    assert shown["items"][0]["content"] == "记住我"
+    cli("conversations", "rm", conv.id)
+    with pytest.raises(openai.NotFoundError):
+        c.conversations.retrieve(conv.id)

@@ -311,3 +311,40 @@ def _table(a: App, outcomes: list[Outcome]) -> None:
     console.print(table)
     passed = sum(o.passed for o in outcomes)
     console.print(f"{passed}/{len(outcomes)} cases passed")
+
+
+@app.command("runs")
+def runs(
+    name: str = typer.Argument(..., help="An app with steps."),
+    limit: int = typer.Option(10, "--limit", "-n", min=1, help="How many recent runs."),
+    as_json_: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recent runs of a chain app, from the call log: each step's model, tokens, latency
+    and status, tied by the run id."""
+    from hearth.storage.calllog import open_calllog
+
+    log = open_calllog(load_settings().db_url)
+    try:
+        found = log.runs(name, limit)
+    finally:
+        log.close()
+    if as_json_:
+        data = [{"run_id": r[0].run_id, "steps": [
+            {"step": c.step, "model": c.model, "prompt_tokens": c.prompt_tokens,
+             "completion_tokens": c.completion_tokens, "latency_ms": round(c.latency_ms, 1),
+             "status": c.status, "error": c.error} for c in r]} for r in found]  # fmt: skip
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        console.print(f"no runs of '{name}' yet; run it with POST /v1/apps/{name}/run")
+        return
+    table = Table(title=f"hearth apps runs {name}")
+    for col in ("run", "step", "model", "prompt", "completion", "ms", "status"):
+        table.add_column(col)
+    for r in found:
+        for c in r:
+            status = c.status if c.status == "ok" else f"[red]{c.status}[/] {escape(c.error or '')}"
+            row = (c.run_id or "", c.step or "", c.model, str(c.prompt_tokens),
+                   str(c.completion_tokens), f"{c.latency_ms:.0f}", status[:80])  # fmt: skip
+            table.add_row(*row)
+    console.print(table)

@@ -21,7 +21,20 @@ err = Console(stderr=True)
 
 
 def _register() -> None:
-    from hearth.cli import apps, chat, estimate, evals, kb, keys, models, pull, serve, tokens, usage
+    from hearth.cli import (
+        apps,
+        chat,
+        conversations,
+        estimate,
+        evals,
+        kb,
+        keys,
+        models,
+        pull,
+        serve,
+        tokens,
+        usage,
+    )
 
     models.app.command("pull")(pull.pull)
     models.app.command("estimate")(estimate.estimate)
@@ -34,6 +47,7 @@ def _register() -> None:
     app.add_typer(kb.app, name="kb")
     app.add_typer(keys.app, name="keys")
     app.add_typer(apps.app, name="apps")
+    app.add_typer(conversations.app, name="conversations")
     app.add_typer(evals.app, name="eval")
 
 

@@ -164,6 +164,19 @@ class CallLog:
         rows = self.db.query(f"{_SELECT} ORDER BY created DESC, rowid DESC LIMIT ?", (limit,))
         return [_record(row) for row in rows]
 
+    def runs(self, app: str, limit: int = 20) -> list[list[CallRecord]]:
+        """The newest chain runs of ``app``, each its steps' calls in the order they began."""
+        ids = self.db.query(
+            "SELECT run_id, MAX(created) AS last FROM calls WHERE app = ? AND run_id IS NOT NULL "
+            "GROUP BY run_id ORDER BY last DESC LIMIT ?",
+            (app, limit),
+        )
+        out = []
+        for row in ids:
+            rows = self.db.query(f"{_SELECT} WHERE run_id = ? ORDER BY created", (row["run_id"],))
+            out.append([_record(r) for r in rows])
+        return out
+
     def get(self, id: str) -> CallRecord | None:
         rows = self.db.query(f"{_SELECT} WHERE id = ?", (id,))
         return _record(rows[0]) if rows else None
