@@ -1,0 +1,163 @@
+"""Memory overhead and token accuracy, with the bundled Qwen model's own tokenizer.
+
+1. Overhead per request on a 50-turn conversation (generation excluded): hearth's memory path
+   (read the history from SQLite, select under the policy, count with the model's tokenizer
+   and template) against the client re-sending the whole history (the server parses the
+   body and counts the prompt once, as usage does).
+2. Token accuracy for ``tokens: N``: over a randomised mixed zh/en conversation, the prompt
+   the model would receive never exceeds N + the reserved parts.
+
+Prints a table and writes bench/results/memory.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from _common import RESULTS, percentile
+from hearth.config import load_settings
+from hearth.conversations.memory import Counter, Policy, assemble
+from hearth.conversations.threads import Thread
+from hearth.engines.base import count_chat_tokens
+from hearth.engines.registry import ModelRegistry
+from hearth.storage.calllog import open_calllog
+from hearth.storage.conversations import ConversationStore, Item
+from hearth.types import Message
+
+ZH = [  # fmt: skip
+    "续航",
+    "电池",
+    "价格",
+    "动力",
+    "我们",
+    "今天",
+    "讨论",
+    "这款",
+    "车型",
+    "的",
+    "参数",
+    "和",
+    "配置",
+    "非常",
+    "好",
+]
+EN = [  # fmt: skip
+    "range",
+    "battery",
+    "price",
+    "torque",
+    "we",
+    "today",
+    "discuss",
+    "this",
+    "model",
+    "and",
+    "its",
+    "trim",
+    "is",
+    "great",
+]
+
+
+def sentence(rnd: random.Random) -> str:
+    words = ZH if rnd.random() < 0.5 else EN
+    sep = "" if words is ZH else " "
+    return sep.join(rnd.choices(words, k=rnd.randint(4, 60)))
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--turns", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=50)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp())
+    settings = load_settings(home=home, env={})
+    registry = ModelRegistry(settings)
+    runner = await registry.get("qwen2.5-0.5b-instruct")
+    engine = runner.engine
+    counter = Counter(lambda m: count_chat_tokens(engine, m))
+    log = open_calllog(settings.db_url)
+    store = ConversationStore(log.db)
+    rnd = random.Random(7)
+    conv = store.create()
+    for _ in range(args.turns):
+        store.append(
+            conv.id, [Item("", "user", sentence(rnd)), Item("", "assistant", sentence(rnd))]
+        )
+    system = [Message("system", "你是汽车顾问。You are a car advisor.")]
+    model = runner.spec.name
+
+    memory_ms, client_ms = [], []
+    for i in range(args.requests):
+        new = [Message("user", sentence(rnd))]
+        t0 = time.perf_counter()
+        thread = await Thread.load(store, model, conversation=conv.id)
+        out = await assemble(
+            Policy(),
+            thread.remembered,
+            system + new,
+            counter=counter,
+            context_length=32768,
+            answer_room=256,
+        )
+        store.save_turn_tokens(model, out.counted)
+        memory_ms.append((time.perf_counter() - t0) * 1000)
+        body = json.dumps(
+            {"messages": [{"role": m.role, "content": m.content} for m in out.messages]},
+            ensure_ascii=False,
+        )
+        t0 = time.perf_counter()
+        parsed = json.loads(body)["messages"]
+        await count_chat_tokens(engine, [Message(m["role"], m["content"]) for m in parsed])
+        client_ms.append((time.perf_counter() - t0) * 1000)
+        if i == 0:
+            first = memory_ms[0]
+
+    worst = 0.0
+    checks = 0
+    for budget in (64, 128, 256, 512, 1024, 2048):
+        for _ in range(5):
+            new = [Message("user", sentence(rnd))]
+            thread = await Thread.load(store, model, conversation=conv.id)
+            out = await assemble(
+                Policy("tokens", tokens=budget),
+                thread.remembered,
+                system + new,
+                counter=counter,
+                context_length=32768,
+                answer_room=256,
+            )
+            reserved = await count_chat_tokens(engine, system + new)
+            prompt = await count_chat_tokens(engine, out.messages)
+            assert prompt <= reserved + budget, (prompt, reserved, budget)
+            worst = max(worst, (prompt - reserved) / budget)
+            checks += 1
+    result = {
+        "turns": args.turns,
+        "requests": args.requests,
+        "memory_ms_p50": percentile(memory_ms, 50),
+        "memory_ms_p95": percentile(memory_ms, 95),
+        "memory_ms_first_uncached": first,
+        "client_resend_ms_p50": percentile(client_ms, 50),
+        "client_resend_ms_p95": percentile(client_ms, 95),
+        "tokens_policy_checks": checks,
+        "tokens_policy_violations": 0,
+        "history_over_budget_max_ratio": worst,
+    }
+    print(f"{'measure':<40}{'value':>12}")
+    for k, v in result.items():
+        print(f"{k:<40}{v:>12.3f}" if isinstance(v, float) else f"{k:<40}{v:>12}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    log.close()
+    await registry.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
