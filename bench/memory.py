@@ -30,7 +30,7 @@ from hearth.storage.calllog import open_calllog
 from hearth.storage.conversations import ConversationStore, Item
 from hearth.types import Message
 
-ZH = [  # fmt: skip
+ZH = [
     "续航",
     "电池",
     "价格",
@@ -47,7 +47,7 @@ ZH = [  # fmt: skip
     "非常",
     "好",
 ]
-EN = [  # fmt: skip
+EN = [
     "range",
     "battery",
     "price",
