@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from hearth.errors import InvalidRequest, Unsupported
 from hearth.server.protocol import (
@@ -102,7 +102,11 @@ class ResponsesBody(RequestBody):
         if fmt.schema_ is None:
             raise InvalidRequest("text.format json_schema needs a 'schema'", param="text.format")
         spec = {"type": "json_schema", "json_schema": {"name": fmt.name, "schema": fmt.schema_}}
-        return ResponseFormat.model_validate(spec).to_domain()
+        try:
+            return ResponseFormat.model_validate(spec).to_domain()
+        except ValidationError as e:
+            reason = e.errors()[0]["msg"] if e.errors() else str(e)
+            raise InvalidRequest(f"text.format: {reason}", param="text.format.schema") from None
 
 
 class ConversationBody(RequestBody):
