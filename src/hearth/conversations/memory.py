@@ -248,7 +248,13 @@ async def assemble(
     if summary_text and summary_cost > cap:
         summary_text, summary_cost = "", 0  # it cannot fit; better no summary than no answer
     keep = await _fit(out, keep, memory.cached, counter, cap - summary_cost)
-    while True:  # the whole prompt, counted: exact whatever the template does
+    costs = {**memory.cached, **out.counted}
+    used = summary_cost + sum(costs[t.key] for t in keep)
+    total = reserved + used
+    # Turn costs add up exactly for templates that only concatenate turns. Near the cap the
+    # whole prompt is counted as well (and trimmed), so the budget holds for any template;
+    # far below it that count (the costliest step at 50 turns) is skipped.
+    while used > cap * 0.9:
         total = await counter.count(_join(system, summary_text, keep, new))
         used = total - reserved
         if used <= cap or not keep:
