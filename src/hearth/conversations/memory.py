@@ -173,11 +173,22 @@ class Counter:
     def __init__(self, count: Count) -> None:
         self.count = count
         self._base: int | None = None
+        self._memo: dict[tuple[tuple[str, str], ...], int] = {}
 
     async def turn(self, messages: tuple[Message, ...]) -> int:
         if self._base is None:
             self._base = await self.count(list(self._PREFIX))
         return max(await self.count([*self._PREFIX, *messages]) - self._base, 0)
+
+    async def fixed(self, messages: list[Message]) -> int:
+        """``count``, remembered: for the parts that repeat on every request (an app's or a
+        client's system prompt)."""
+        key = tuple((m.role, m.content) for m in messages)
+        if key not in self._memo:
+            if len(self._memo) > 1024:
+                self._memo.clear()
+            self._memo[key] = await self.count(messages)
+        return self._memo[key]
 
     async def text(self, text: str) -> int:
         return await self.turn((Message("user", text),))
@@ -268,7 +279,10 @@ async def assemble(
     budget.dropped = len(turns) - len(keep) - budget.summarised
     budget.summary = min(summary_cost, used) if summary_text else 0
     budget.history = max(used - budget.summary, 0)
-    new_cost = await counter.turn(tuple(new)) if new else 0
+    if system and new:  # the new input: what it adds to the (remembered) system count
+        new_cost = max(reserved - await counter.fixed(system), 0)
+    else:
+        new_cost = await counter.turn(tuple(new)) if new else 0
     budget.input = new_cost
     budget.system = max(total - budget.history - budget.summary - new_cost - knowledge, 0)
     return out
