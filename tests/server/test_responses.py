@@ -22,6 +22,11 @@ engine = "fake"
 context = 4096
 memory = { turns = 2 }
 
+[models.summed]
+engine = "fake"
+context = 4096
+memory = { summary = { max_tokens = 30, turns = 1 } }
+
 [models.slow]
 engine = "fake"
 delay = 0.02
@@ -31,7 +36,7 @@ parallel = 2
 
 @pytest.fixture
 def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return server_factory(CONFIG, served=["echo", "short", "slow"])
+    return server_factory(CONFIG, served=["echo", "short", "slow", "summed"])
 
 
 def client(live: LiveServer) -> openai.OpenAI:
@@ -159,3 +164,23 @@ def test_concurrent_turns_on_one_conversation_lose_nothing(live: LiveServer) -> 
         t.join()
     assert sorted(results) == [0, 1, 2, 3]  # serialised: each saw every earlier turn
     assert len(list(c.conversations.items.list(conv.id))) == 8
+
+
+def test_summary_memory_folds_older_turns_with_a_logged_call(live: LiveServer) -> None:
+    c = client(live)
+    conv = c.conversations.create()
+    for i in range(3):
+        r = c.responses.create(
+            model="summed", input=f"fact number {i} is {i * 7}", conversation=conv.id
+        )
+    d = r.usage.input_tokens_details.model_dump()  # type: ignore[union-attr]
+    assert d["memory_policy"] == "summary:30"
+    assert d["turns_kept"] == 1 and d["turns_summarised"] == 1
+    assert 0 < d["summary_tokens"] <= 30
+    rows = [x for x in live.services().calllog.recent(50) if x.endpoint == "conversations.summary"]
+    assert len(rows) == 1  # the first turn folded once, not again on later requests
+    r = c.responses.create(
+        model="summed", input="and?", conversation=conv.id, extra_body={"memory": {"none": True}}
+    )
+    d = r.usage.input_tokens_details.model_dump()  # type: ignore[union-attr]
+    assert d["turns_kept"] == 0 and d["history_tokens"] == 0 and d["turns_remembered"] == 3
