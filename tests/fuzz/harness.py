@@ -110,9 +110,11 @@ def aim(case: Any, target: Target) -> None:
         model = models[len(body["model"]) % len(models)]
         body["model"] = _pick(body["model"], model, "model")
     if body is not None and target.max_tokens is not None:
-        for field in ("max_tokens", "max_completion_tokens"):
+        for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             if isinstance(body.get(field), int) and body[field] > target.max_tokens:
                 body[field] = target.max_tokens
+        if case.path == "/v1/responses" and "max_output_tokens" not in body:
+            body["max_output_tokens"] = target.max_tokens
     params = case.path_parameters or {}
     deleting_kb = case.method == "DELETE" and case.path == "/v1/knowledge_bases/{name}"
     if isinstance(params.get("name"), str) and not deleting_kb:
