@@ -113,8 +113,11 @@ def aim(case: Any, target: Target) -> None:
         for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
             if isinstance(body.get(field), int) and body[field] > target.max_tokens:
                 body[field] = target.max_tokens
-        if case.path == "/v1/responses" and "max_output_tokens" not in body:
-            body["max_output_tokens"] = target.max_tokens
+        # a real model without a cap may write until its context is full: minutes a case
+        absent = {"/v1/responses": "max_output_tokens", "/v1/chat/completions": "max_tokens",
+                  "/v1/completions": "max_tokens"}.get(case.path)  # fmt: skip
+        if absent and body.get(absent) is None and body.get("max_completion_tokens") is None:
+            body[absent] = target.max_tokens
     params = case.path_parameters or {}
     deleting_kb = case.method == "DELETE" and case.path == "/v1/knowledge_bases/{name}"
     if isinstance(params.get("name"), str) and not deleting_kb:
