@@ -22,10 +22,6 @@ class Thread:
     expected: int | None = None  # the conversation's next_seq when its history was read
     remembered: Remembered = field(default_factory=lambda: Remembered([]))
 
-    @property
-    def owner(self) -> str | None:
-        return self.conversation
-
     @classmethod
     async def load(
         cls,

@@ -214,103 +214,74 @@ async def begin(
     full queue, an oversized prompt or a bad parameter is a proper HTTP error rather than
     an error inside a stream. On failure the memory's lock is released."""
     try:
-        return await _begin(
+        kind = "chat" if isinstance(request, ChatRequest) else "completion"
+        if app is not None and app.refusal is not None:
+            await refuse(
+                services, app, caller=caller, endpoint=endpoint, stream=stream, prefix=prefix
+            )
+        call = Call(
             services,
-            runner,
-            request,
+            runner.spec.name,
+            endpoint,
+            stream,
             caller=caller,
-            stream=stream,
-            endpoint=endpoint,
             prefix=prefix,
             app=app,
-            shown=shown,
-            memory=memory,
-            call_id=call_id,
-            run=run,
+            engine=runner.engine,
+            id=call_id,
+            budget=memory.budget if memory else None,
+            conversation_id=memory.thread.conversation if memory else None,
+            run_id=run[0] if run else None,
+            step=run[1] if run else None,
         )
+        call.count_parts()
+        await call.reserve(lambda: worst_case(runner.engine, request), request.params)
+        renderer = Renderer(
+            kind=kind,
+            id=call.id,
+            created=int(time.time()),
+            model=shown or runner.spec.name,
+            n=request.params.n,
+            echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
+            details=memory.budget.as_dict() if memory else None,
+        )
+        engine = runner.engine
+        start: Callable[[], AsyncIterator[Delta]]
+        if app is not None:
+            start = lambda: run_app(app, engine)  # noqa: E731
+        elif isinstance(request, ChatRequest):
+            schema = _schema_of(request)
+            start = (
+                (lambda: engine.stream_chat(request))
+                if schema is None
+                else (lambda: checked(request, engine.stream_chat, schema))
+            )
+        else:
+            start = lambda: engine.stream_completion(request)  # noqa: E731
+        chunks = runner.stream(start)
+        try:
+            first = await anext(chunks, None)
+        except HearthError as e:
+            await chunks.aclose()
+            await call.finish(getattr(e, "usage", None) or Usage(), "error", e.message)
+            if isinstance(e, ContextLengthExceeded):
+                e.param = "messages" if kind == "chat" else "prompt"
+            raise
+        except BaseException as e:
+            # A fault, or the request cancelled while it waited: logged all the same, and its
+            # reservation against the key's limits given back.
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+                if isinstance(e, asyncio.CancelledError):
+                    await call.finish(Usage(), "cancelled")
+                else:
+                    await call.finish(Usage(), "error", repr(e)[:500])
+            raise
+        return Started(call, renderer, engine, request, first, chunks, memory)
     except BaseException:
         if memory is not None:
             memory.release()
         raise
-
-
-async def _begin(
-    services: Services,
-    runner: Runner,
-    request: ChatRequest | CompletionRequest,
-    *,
-    caller: Caller,
-    stream: bool,
-    endpoint: str,
-    prefix: str,
-    app: AppCall | None,
-    shown: str | None,
-    memory: Memory | None,
-    call_id: str,
-    run: tuple[str, str] | None,
-) -> Started:
-    kind = "chat" if isinstance(request, ChatRequest) else "completion"
-    if app is not None and app.refusal is not None:
-        await refuse(services, app, caller=caller, endpoint=endpoint, stream=stream, prefix=prefix)
-    call = Call(
-        services,
-        runner.spec.name,
-        endpoint,
-        stream,
-        caller=caller,
-        prefix=prefix,
-        app=app,
-        engine=runner.engine,
-        id=call_id,
-        budget=memory.budget if memory else None,
-        conversation_id=memory.thread.conversation if memory else None,
-        run_id=run[0] if run else None,
-        step=run[1] if run else None,
-    )
-    call.count_parts()
-    await call.reserve(lambda: worst_case(runner.engine, request), request.params)
-    renderer = Renderer(
-        kind=kind,
-        id=call.id,
-        created=int(time.time()),
-        model=shown or runner.spec.name,
-        n=request.params.n,
-        echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
-        details=memory.budget.as_dict() if memory else None,
-    )
-    engine = runner.engine
-    start: Callable[[], AsyncIterator[Delta]]
-    if app is not None:
-        start = lambda: run_app(app, engine)  # noqa: E731
-    elif isinstance(request, ChatRequest):
-        schema = _schema_of(request)
-        start = (
-            (lambda: engine.stream_chat(request))
-            if schema is None
-            else (lambda: checked(request, engine.stream_chat, schema))
-        )
-    else:
-        start = lambda: engine.stream_completion(request)  # noqa: E731
-    chunks = runner.stream(start)
-    try:
-        first = await anext(chunks, None)
-    except HearthError as e:
-        await chunks.aclose()
-        await call.finish(getattr(e, "usage", None) or Usage(), "error", e.message)
-        if isinstance(e, ContextLengthExceeded):
-            e.param = "messages" if kind == "chat" else "prompt"
-        raise
-    except BaseException as e:
-        # A fault, or the request cancelled while it waited: logged all the same, and its
-        # reservation against the key's limits given back.
-        with anyio.CancelScope(shield=True):
-            await chunks.aclose()
-            if isinstance(e, asyncio.CancelledError):
-                await call.finish(Usage(), "cancelled")
-            else:
-                await call.finish(Usage(), "error", repr(e)[:500])
-        raise
-    return Started(call, renderer, engine, request, first, chunks, memory)
 
 
 async def generate(
