@@ -19,6 +19,7 @@ input and room for the answer are reserved.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -252,7 +253,7 @@ async def assemble(
         out.messages = _join(system, summary_text, keep, new)
         budget.kept, budget.dropped = len(keep), len(turns) - len(keep) - budget.summarised
         return out
-    reserved = await counter.count(_join(system, "", [], new))
+    reserved = await _prefetch(out, keep, memory.cached, counter, _join(system, "", [], new))
     room = max(context_length - reserved - answer_room, 0)
     cap = min(room, policy.tokens or 0) if policy.kind == "tokens" else room
     summary_cost = await counter.text(summary_text) if summary_text else 0
@@ -298,6 +299,29 @@ async def _count_plain(
     out.budget.system = max(total - out.budget.input - out.budget.knowledge, 0)
 
 
+async def _prefetch(
+    out: Assembly,
+    turns: list[Turn],
+    cached: dict[str, int],
+    counter: Counter,
+    reserved: list[Message],
+    most: int = 32,
+) -> int:
+    """Count the reserved part together with the newest turns not counted yet (usually the
+    turn stored by the last request), concurrently: the tokenizer calls overlap instead of
+    queueing. Returns the reserved count; the turn costs land in ``out.counted``."""
+    fresh: list[Turn] = []
+    for turn in reversed(turns):
+        if turn.key in cached or len(fresh) == most:
+            break
+        fresh.append(turn)
+    total, *costs = await asyncio.gather(
+        counter.count(reserved), *(counter.turn(t.messages) for t in fresh)
+    )
+    out.counted.update({t.key: c for t, c in zip(fresh, costs, strict=True)})
+    return total
+
+
 async def _fit(
     out: Assembly, turns: list[Turn], cached: dict[str, int], counter: Counter, cap: int
 ) -> list[Turn]:
@@ -305,7 +329,7 @@ async def _fit(
     kept: list[Turn] = []
     used = 0
     for turn in reversed(turns):
-        cost = cached.get(turn.key)
+        cost = cached.get(turn.key, out.counted.get(turn.key))
         if cost is None:
             cost = out.counted[turn.key] = await counter.turn(turn.messages)
         if used + cost > cap:

@@ -8,8 +8,9 @@ comparison with ``llama-cpp-python`` (which serialises requests per model) is in
 Generation runs in worker threads: ``Server.handle_chat_completions`` blocks while it calls
 our callback once per streamed chunk; the callback hands chunks to the event loop and
 returns True to make llama.cpp drop the request (that is how a disconnect cancels).
-Tokenize, detokenize and chat-template rendering use the binding's loopback HTTP endpoint,
-which is llama.cpp's own code for those operations, so counts match usage exactly.
+Tokenize, detokenize and chat-template rendering use the binding's loopback HTTP endpoint
+(``loopback.LoopbackClient``), which is llama.cpp's own code for those operations, so counts
+match usage exactly.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import Any
 
-import httpx
-
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
 from hearth.engines.json_schema import unenforced
+from hearth.engines.loopback import LoopbackClient
 from hearth.engines.openai_chunks import deltas
 from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
 from hearth.types import (
@@ -57,7 +57,7 @@ class LlamaCppEngine:
         self.context_length = spec.context
         self.vocab_size: int | None = None
         self._server: Any = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: LoopbackClient | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=spec.parallel * MAX_N + 2, thread_name_prefix=f"llama-{spec.name}"
         )
@@ -66,8 +66,8 @@ class LlamaCppEngine:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.run_in_executor(self._pool, self._load)
-        self._http = httpx.AsyncClient(base_url=self._server.listening_address, timeout=60)
-        models = (await self._http.get("/v1/models")).json()
+        self._http = LoopbackClient(self._server.listening_address)
+        _, models = await self._http.request("GET", "/v1/models")
         self.vocab_size = int(models["data"][0]["meta"]["n_vocab"])
 
     def _load(self) -> Any:
@@ -92,7 +92,7 @@ class LlamaCppEngine:
 
     async def close(self) -> None:
         if self._http:
-            await self._http.aclose()
+            self._http.close()
         server, self._server = self._server, None
         if server is not None:
             # The destructor joins llama.cpp's loop thread; keep that off the event loop.
@@ -102,11 +102,10 @@ class LlamaCppEngine:
     # -- tokens -------------------------------------------------------------------------
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self._http is not None, "engine not started"
-        resp = await self._http.post(path, json=body)
-        data: dict[str, Any] = resp.json()
-        if resp.status_code != 200:
-            raise _error(data.get("error") or {"message": str(data), "code": resp.status_code})
-        return data
+        status, data = await self._http.request("POST", path, body)
+        if status != 200:
+            raise _error(data.get("error") or {"message": str(data), "code": status})
+        return dict(data)
 
     async def tokenize(
         self, text: str, *, add_special: bool = False, parse_special: bool = True

@@ -11,6 +11,7 @@ fails with 409 ``conversation_busy`` and nothing is stored twice or lost.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -37,6 +38,8 @@ from hearth.types import ChatRequest, GenerationParams, Message
 if TYPE_CHECKING:  # services imports this module
     from hearth.server.services import Services
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Memory:
@@ -47,6 +50,7 @@ class Memory:
     new: list[Message]  # the caller's new messages (no system text): the turn's input
     unlock: Callable[[], None] | None = None
     kept: list[Item] = field(default_factory=list)
+    counter: Counter | None = None
 
     @property
     def budget(self) -> Budget:
@@ -57,12 +61,28 @@ class Memory:
         items = [Item("", m.role, m.content) for m in self.new]
         items.append(Item("", "assistant", answer))
         self.kept = await self.thread.keep(self.assembly, items, response_id=response_id)
+        if self.counter is not None and self.kept:
+            # The next request needs this turn's cost: count it now, after the answer,
+            # instead of on that request's path.
+            task = asyncio.create_task(self.thread.count_turns(self.counter, self.kept))
+            _counting.add(task)
+            task.add_done_callback(_counted)
         return self.kept
 
     def release(self) -> None:
         if self.unlock is not None:
             self.unlock()
             self.unlock = None
+
+
+_counting: set[asyncio.Task[None]] = set()
+
+
+def _counted(task: asyncio.Task[None]) -> None:
+    _counting.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        # Not fatal: the next request counts the turn itself.
+        log.warning("counting a stored turn failed: %s", task.exception())
 
 
 class Locks:
@@ -151,6 +171,7 @@ async def attach(
             prev = await asyncio.to_thread(store.response, previous)
             check_owner(prev.key_id, caller, lambda: response_not_found(previous))
         model = runner.spec.name
+        counter = await counter_for(svc, runner)
         thread = await Thread.load(store, model, conversation=conversation, previous=previous)
         params = request.params
         room = params.max_tokens or min(512, runner.engine.context_length // 4)
@@ -158,7 +179,7 @@ async def attach(
             policy,
             thread.remembered,
             request.messages,
-            counter=await counter_for(svc, runner),
+            counter=counter,
             context_length=runner.engine.context_length,
             answer_room=room,
             knowledge=knowledge,
@@ -168,7 +189,9 @@ async def attach(
         if unlock is not None:
             unlock()
         raise
-    memory = Memory(thread, assembly, [m for m in new if m.role != "system"], unlock)
+    memory = Memory(
+        thread, assembly, [m for m in new if m.role != "system"], unlock, counter=counter
+    )
     return replace(request, messages=assembly.messages), memory
 
 
