@@ -34,7 +34,7 @@ def test_message_rules(http: httpx.Client) -> None:
     tool = [{"role": "user", "content": "hi"}, {"role": "tool", "content": "42"}]
     assert_openai_error(chat(http, messages=tool), 400, param="messages.1.role")
     calls = [{"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]}]
-    assert_openai_error(chat(http, messages=calls), 400, "unsupported_parameter")
+    assert_openai_error(chat(http, messages=calls), 400, param="messages.0.tool_calls.0.function")
     # a conversation may end with the assistant's text: the reply continues it
     prefill = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Well,"}]
     assert chat(http, messages=prefill).status_code == 200

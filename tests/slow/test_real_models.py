@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jinja2
@@ -258,3 +259,36 @@ def test_tokens_count_endpoint_matches_usage(real: LiveServer, client: openai.Op
     assert r.usage is not None and counted.json()["count"] == r.usage.prompt_tokens
     text = httpx.post(real.base_url + "/tokens/count", json={"model": QWEN, "input": "你好，世界"})
     assert text.json() == {"object": "tokens.count", "model": QWEN, "kind": "text", "count": 3}
+
+
+def test_qwen_answers_from_a_tool_result_in_its_history(
+    real: LiveServer, client: openai.OpenAI
+) -> None:
+    """Qwen's template renders the call as <tool_call> and the result as <tool_response>,
+    and usage counts them. (What the 0.5B model answers from there varies: it may repeat
+    the call, so the answer's text is not checked here.)"""
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "北京"}'},
+    }
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "北京今天天气怎么样？"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "晴，气温 31°C"},
+    ]
+    r = client.chat.completions.create(
+        model=QWEN,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=40,
+        temperature=0,
+    )
+    assert r.choices[0].message.content
+    counted = httpx.post(
+        real.base_url + "/tokens/count", json={"model": QWEN, "messages": messages}
+    )
+    assert r.usage is not None and counted.json()["count"] == r.usage.prompt_tokens
+    alone = httpx.post(
+        real.base_url + "/tokens/count", json={"model": QWEN, "messages": messages[:1]}
+    )
+    assert counted.json()["count"] > alone.json()["count"] + 15

@@ -174,7 +174,7 @@ class Counter:
     def __init__(self, count: Count) -> None:
         self.count = count
         self._base: int | None = None
-        self._memo: dict[tuple[tuple[str, str], ...], int] = {}
+        self._memo: dict[tuple[Message, ...], int] = {}
 
     async def turn(self, messages: tuple[Message, ...]) -> int:
         if self._base is None:
@@ -184,7 +184,7 @@ class Counter:
     async def fixed(self, messages: list[Message]) -> int:
         """``count``, remembered: for the parts that repeat on every request (an app's or a
         client's system prompt)."""
-        key = tuple((m.role, m.content) for m in messages)
+        key = tuple(messages)
         if key not in self._memo:
             if len(self._memo) > 1024:
                 self._memo.clear()

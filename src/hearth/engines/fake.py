@@ -79,7 +79,7 @@ class FakeEngine:
         return "".join(self._vocab.get(i, "") for i in ids)
 
     async def render_chat(self, messages: list[Message]) -> str:
-        return "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages) + "<|assistant|>\n"
+        return "".join(_render(m) for m in messages) + "<|assistant|>\n"
 
     # -- generation ---------------------------------------------------------------------
     def _reply(self, prompt_text: str, params: GenerationParams) -> str:
@@ -146,3 +146,11 @@ class FakeEngine:
 def _apply_stop(text: str, stops: list[str]) -> tuple[str, str]:
     cut = min((text.index(s) for s in stops if s and s in text), default=None)
     return (text, "stop") if cut is None else (text[:cut], "stop")
+
+
+def _render(m: Message) -> str:
+    calls = "".join(
+        f'<tool_call>{{"name": "{c.name}", "arguments": {c.arguments}}}</tool_call>\n'
+        for c in m.tool_calls
+    )
+    return f"<|{m.role}|>\n{m.content}\n{calls}"

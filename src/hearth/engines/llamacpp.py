@@ -275,8 +275,8 @@ def _drop(server: Any) -> None:
     del server
 
 
-def _wire_messages(messages: list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
+def _wire_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    return [m.to_openai() for m in messages]
 
 
 def _piece_bytes(piece: str | list[int]) -> bytes:

@@ -166,11 +166,8 @@ class RemoteEngine:
         return await self._tokenizer().render_chat(messages)
 
 
-def _message(m: Message) -> dict[str, str]:
-    out = {"role": m.role, "content": m.content}
-    if m.name:
-        out["name"] = m.name
-    return out
+def _message(m: Message) -> dict[str, Any]:
+    return m.to_openai()
 
 
 def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:

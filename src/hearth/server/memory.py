@@ -161,6 +161,14 @@ async def attach(
     knowledge: int = 0,
 ) -> tuple[ChatRequest, Memory]:
     """Load the thread, hold its lock, put the remembered turns into ``request``."""
+    for i, m in enumerate(new):
+        if m.tool_calls or m.role == "tool":
+            raise Unsupported(
+                "tool calls and tool results are not stored in a server-side conversation "
+                "yet; send the whole history with them instead of 'conversation' or "
+                "'previous_response_id'",
+                param=f"messages.{i}",
+            )
     store = svc.conversations
     unlock = await svc.locks.acquire(conversation) if conversation else None
     try:

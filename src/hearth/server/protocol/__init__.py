@@ -8,6 +8,8 @@ into ``/openapi.json``, so the document and the validation agree. Rules a type c
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -21,8 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hearth.errors import InvalidRequest, Unsupported
-from hearth.types import ChatRequest, CompletionRequest, GenerationParams, Message
+from hearth.errors import InvalidRequest
+from hearth.types import ChatRequest, CompletionRequest, GenerationParams, Message, ToolCall
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -89,42 +91,79 @@ class TextPart(_Body):
     text: str
 
 
+class WireFunctionCall(_Body):
+    name: NonEmpty
+    arguments: str = Field(description="The arguments, a JSON object as a string")
+
+
+class WireToolCall(_Body):
+    id: NonEmpty
+    type: Literal["function"] = "function"
+    function: WireFunctionCall
+
+
 class WireMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[WireToolCall] | None = None
     tool_call_id: str | None = None
 
     def to_domain(self) -> Message:
         content = self.content
         parts = [p.text for p in content] if isinstance(content, list) else content
-        return Message.from_openai(self.role, parts, self.name)
+        message = Message.from_openai(self.role, parts, self.name)
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ()
+        )
+        return replace(message, tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
 def domain_messages(messages: list[WireMessage]) -> list[Message]:
     """OpenAI's rules for a conversation, then the domain messages.
 
-    System, developer and user messages need content. An assistant message needs content
-    (tool calls in the history are not taken). A ``tool`` message answers an assistant's
-    tool call, so with none to answer it is refused. A conversation may end with an
-    assistant message: the reply continues it (a prefill), so it must have some text.
+    System, developer and user messages need content. An assistant message needs content or
+    tool calls, whose arguments are JSON objects. A ``tool`` message answers one of the
+    calls of the assistant message before it (``tool_call_id``), once. A conversation may
+    end with an assistant message: the reply continues it (a prefill), so it must have text.
     """
+    open_calls: set[str] = set()
     for i, m in enumerate(messages):
         where = f"messages.{i}"
         if m.role == "tool":
-            raise InvalidRequest(
-                f"'{where}' has role 'tool', which answers a tool call of the assistant "
-                "message before it; this conversation has no tool calls to answer. "
-                "Send the tool's result as a user message.",
-                param=f"{where}.role",
-            )
+            if not open_calls:
+                raise InvalidRequest(
+                    f"'{where}' has role 'tool', which answers a tool call of an assistant "
+                    "message before it; there is no tool call left to answer. Send the "
+                    "assistant's message with its tool_calls first, or send the result as a "
+                    "user message.",
+                    param=f"{where}.role",
+                )
+            if m.tool_call_id not in open_calls:
+                raise InvalidRequest(
+                    f"'{where}.tool_call_id' is {m.tool_call_id!r}, which answers none of the "
+                    f"open tool calls ({', '.join(sorted(open_calls))})",
+                    param=f"{where}.tool_call_id",
+                )
+            open_calls.discard(m.tool_call_id)
+        elif m.role != "assistant" or not m.tool_calls:
+            open_calls = set()
         if m.tool_calls:
-            raise Unsupported(
-                f"'{where}.tool_calls': tool calls in the conversation are not supported; "
-                "send the assistant's text as content",
-                param=f"{where}.tool_calls",
-            )
+            if m.role != "assistant":
+                raise InvalidRequest(
+                    f"'{where}.tool_calls': only an assistant message makes tool calls",
+                    param=f"{where}.tool_calls",
+                )
+            ids = [c.id for c in m.tool_calls]
+            if len(set(ids)) != len(ids):
+                raise InvalidRequest(
+                    f"'{where}.tool_calls' repeats a call id; each call needs its own",
+                    param=f"{where}.tool_calls",
+                )
+            for j, call in enumerate(m.tool_calls):
+                _check_arguments(call.function.arguments, f"{where}.tool_calls.{j}")
+            open_calls = set(ids)
+            continue
         if m.content is None:
             raise InvalidRequest(
                 f"'{where}.content' is missing: a {m.role} message needs content",
@@ -139,6 +178,19 @@ def domain_messages(messages: list[WireMessage]) -> list[Message]:
             param=f"messages.{len(out) - 1}.content",
         )
     return out
+
+
+def _check_arguments(arguments: str, where: str) -> None:
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"'{where}.function.arguments' must be a JSON object as a string, e.g. "
+            '"{"city": "Paris"}"',
+            param=f"{where}.function.arguments",
+        )
 
 
 class JsonSchemaSpec(_Body):
