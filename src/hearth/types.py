@@ -76,10 +76,32 @@ class GenerationParams:
     logit_bias: dict[int, float] | None = None  # token id -> bias in [-100, 100]
 
 
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call: its JSON Schema ``parameters``."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class ChatRequest:
     messages: list[Message]
     params: GenerationParams = field(default_factory=GenerationParams)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: str = "auto"  # "auto" | "none" | "required" (a named choice: required + name)
+    tool_name: str | None = None  # the function a named tool_choice forces
+    parallel_tool_calls: bool = True
+
+    @property
+    def callable_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model may call in this request."""
+        if self.tool_choice == "none":
+            return ()
+        if self.tool_name is not None:
+            return tuple(t for t in self.tools if t.name == self.tool_name)
+        return self.tools
 
 
 @dataclass
@@ -114,6 +136,17 @@ class TokenLogprob:
     top: tuple[TopLogprob, ...] = ()
 
 
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of the ``index``-th tool call of a choice: id and name come first, then the
+    arguments (JSON text) in pieces."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 @dataclass
 class Delta:
     """One piece of a generation. ``usage`` is set on the last chunk only."""
@@ -123,6 +156,7 @@ class Delta:
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] | None = None
     usage: Usage | None = None
+    tool_call: ToolCallDelta | None = None
 
 
 @dataclass(frozen=True)

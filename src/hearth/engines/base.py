@@ -30,6 +30,7 @@ class Capabilities:
     max_n: int = 1  # the largest ``n`` one request may ask for
     logprobs: bool = False
     json_schema: bool = False  # constrained decoding for response_format
+    tools: str | None = None  # how it calls tools: "native" (template), "parsed", or not
     tokenize: bool = True
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities
+from hearth.engines.tool_calls import extract, parse
 from hearth.errors import ContextLengthExceeded
 from hearth.types import (
     ChatRequest,
@@ -38,7 +39,9 @@ VOCAB = 100_000  # token ids are a hash of the piece modulo this
 
 
 class FakeEngine:
-    capabilities = Capabilities(embeddings=True, max_n=4, logprobs=True, json_schema=True)
+    capabilities = Capabilities(
+        embeddings=True, max_n=4, logprobs=True, json_schema=True, tools="parsed"
+    )
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -93,8 +96,10 @@ class FakeEngine:
         users = [m.content for m in request.messages if m.role == "user"]
         # aclosing: closing this stream closes the generation now, not when it is collected.
         last = users[-1] if users else ""
-        async with aclosing(self._generate(prompt, last, request.params)) as chunks:
-            async for chunk in chunks:
+        forced = _forced_call(request)
+        chunks = self._generate(prompt, last, request.params, forced)
+        async with aclosing(extract(chunks, request)) as out:
+            async for chunk in out:
                 yield chunk
 
     async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
@@ -104,7 +109,11 @@ class FakeEngine:
                 yield chunk
 
     async def _generate(
-        self, prompt: str, last: str, params: GenerationParams
+        self,
+        prompt: str,
+        last: str,
+        params: GenerationParams,
+        forced: tuple[str, str] | None = None,
     ) -> AsyncGenerator[Delta, None]:
         prompt_tokens = len(self._ids(prompt))
         if prompt_tokens > self.context_length:
@@ -114,7 +123,10 @@ class FakeEngine:
         self.active += 1
         try:
             for index in range(params.n):
-                text, finish = _apply_stop(self._reply(last, params), params.stop)
+                reply = self._reply(last, params)
+                if forced is not None and not parse(reply, {forced[0]})[1]:
+                    reply = forced[1]  # what constrained decoding guarantees: a valid call
+                text, finish = _apply_stop(reply, params.stop)
                 for count, piece in enumerate(self._ids(text)):
                     if count >= limit:
                         finish = "length"
@@ -154,3 +166,12 @@ def _render(m: Message) -> str:
         for c in m.tool_calls
     )
     return f"<|{m.role}|>\n{m.content}\n{calls}"
+
+
+def _forced_call(request: ChatRequest) -> tuple[str, str] | None:
+    """For ``tool_choice`` required or named: the call a constrained decoder would make
+    when the scripted reply is not one (the first callable tool, no arguments)."""
+    tools = request.callable_tools
+    if request.tool_choice != "required" or not tools:
+        return None
+    return tools[0].name, json.dumps({"name": tools[0].name, "arguments": {}})

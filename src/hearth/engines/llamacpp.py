@@ -30,6 +30,7 @@ from hearth.engines.base import Capabilities
 from hearth.engines.json_schema import unenforced
 from hearth.engines.loopback import LoopbackClient
 from hearth.engines.openai_chunks import deltas
+from hearth.engines.tool_calls import call_schema, extract, wire_tools
 from hearth.errors import ContextLengthExceeded, EngineError, InvalidRequest, Unsupported
 from hearth.types import (
     ChatRequest,
@@ -48,7 +49,7 @@ _DONE = object()
 
 
 class LlamaCppEngine:
-    capabilities = Capabilities(max_n=MAX_N, logprobs=True, json_schema=True)
+    capabilities = Capabilities(max_n=MAX_N, logprobs=True, json_schema=True, tools="parsed")
 
     def __init__(self, spec: ModelSpec) -> None:
         if not spec.path:
@@ -148,6 +149,16 @@ class LlamaCppEngine:
                     "user's message",
                     param="messages",
                 )
+        if isinstance(request, ChatRequest):
+            schema = call_schema(request)
+            problem = unenforced(schema) if schema is not None else None
+            if problem is not None:
+                raise Unsupported(
+                    f"tool_choice: a tool's parameters: {problem}. A required or named call is "
+                    "constrained by a grammar, and hearth refuses a schema it would not fully "
+                    "enforce.",
+                    param="tools",
+                )
         fmt = request.params.response_format
         if fmt and fmt.get("type") == "json_schema":
             problem = unenforced(fmt.get("schema") or {})
@@ -159,15 +170,24 @@ class LlamaCppEngine:
                 )
 
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        body = {"messages": _wire_messages(request.messages)}
-        return self._stream("chat", body, request.params)
+        body: dict[str, Any] = {"messages": _wire_messages(request.messages)}
+        if request.callable_tools:
+            # The template renders the tools; the calls are parsed here, from the text,
+            # because small models answer in shapes llama.cpp's parser does not take.
+            body["tools"] = wire_tools(request)
+            body["parse_tool_calls"] = False
+        schema = call_schema(request)
+        if schema is not None:  # required / named: a grammar makes the call well-formed
+            body["json_schema"] = schema
+        stream = self._stream("chat", body, request.params)
+        return extract(stream, request) if request.callable_tools else stream
 
     def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         return self._stream("completion", {"prompt": request.prompt}, request.params)
 
     async def _stream(
         self, kind: str, body: dict[str, Any], params: GenerationParams
-    ) -> AsyncIterator[Delta]:
+    ) -> AsyncGenerator[Delta, None]:
         # n > 1 runs as n parallel requests: llama.cpp's own n reports usage for one
         # choice only, and separate requests share the prompt through its prompt cache.
         payload = {**body, **self._sampling(params), "stream": True}

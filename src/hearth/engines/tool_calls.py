@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
+
+from hearth.types import ChatRequest, Delta, ToolCallDelta
 
 TAGS = (("<tool_call>", "</tool_call>"), ("<function_call>", "</function_call>"))
 PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")
@@ -207,3 +210,83 @@ class ToolStream:
 def argument_pieces(arguments: str, size: int = 16) -> list[str]:
     """``arguments`` in pieces, as a stream would carry them; they join back exactly."""
     return [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+
+
+async def extract(
+    chunks: AsyncGenerator[Delta, None], request: ChatRequest
+) -> AsyncGenerator[Delta, None]:
+    # Closing this stream closes the engine's now (a client gone must free its slot).
+    async with aclosing(chunks):
+        async for chunk in _extract(chunks, request):
+            yield chunk
+
+
+async def _extract(chunks: AsyncIterator[Delta], request: ChatRequest) -> AsyncIterator[Delta]:
+    """A chat stream with the calls in its text turned into tool-call deltas (id and name,
+    then the arguments in pieces) and ``finish_reason: "tool_calls"``; the rest of the text
+    streams as content. Without callable tools the stream passes through unchanged."""
+    names = {t.name for t in request.callable_tools}
+    if not names:
+        async for chunk in chunks:
+            yield chunk
+        return
+    streams: dict[int, ToolStream] = {}
+    async for chunk in chunks:
+        if chunk.usage is not None or chunk.tool_call is not None:
+            yield chunk
+            continue
+        stream = streams.setdefault(chunk.index, ToolStream(names))
+        if chunk.text:
+            shown = stream.feed(chunk.text)
+            if shown:
+                yield Delta(index=chunk.index, text=shown, logprobs=chunk.logprobs)
+        if chunk.finish_reason is None:
+            continue
+        rest, calls = stream.finish()
+        if rest:
+            yield Delta(index=chunk.index, text=rest)
+        if not request.parallel_tool_calls:
+            calls = calls[:1]
+        for k, call in enumerate(calls):
+            yield Delta(index=chunk.index, tool_call=ToolCallDelta(k, call.id, call.name))
+            for piece in argument_pieces(call.arguments):
+                yield Delta(index=chunk.index, tool_call=ToolCallDelta(k, arguments=piece))
+        finish = "tool_calls" if calls and chunk.finish_reason == "stop" else chunk.finish_reason
+        yield Delta(index=chunk.index, finish_reason=finish)
+
+
+def call_schema(request: ChatRequest) -> dict[str, Any] | None:
+    """For ``tool_choice`` required or named: the JSON Schema of one call to a callable
+    tool (its name as a constant, its parameters as the arguments), for an engine that
+    constrains decoding with it. None when the model may also answer in text."""
+    tools = request.callable_tools
+    if request.tool_choice != "required" or not tools:
+        return None
+    shapes = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": t.name},
+                "arguments": t.parameters or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
+def wire_tools(request: ChatRequest) -> list[dict[str, Any]]:
+    """The callable tools as OpenAI's ``tools`` (what chat templates render)."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters or {"type": "object", "properties": {}},
+            },
+        }
+        for t in request.callable_tools
+    ]

@@ -65,6 +65,12 @@ def check_request(runner: Runner, request: ChatRequest | CompletionRequest) -> N
         raise Unsupported(
             f"model '{name}' cannot constrain output to JSON", param="response_format"
         )
+    if isinstance(request, ChatRequest) and request.callable_tools and not caps.tools:
+        raise Unsupported(
+            f"model '{name}' does not call tools yet; send the request without 'tools' "
+            "(or with tool_choice 'none')",
+            param="tools",
+        )
     check_token_ids(runner.engine, params.logit_bias or {}, model=name, param="logit_bias")
     runner.engine.check(request)
 

@@ -49,6 +49,17 @@ class Choice:
     text: str = ""
     finish_reason: str | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)  # index -> id, name, args
+
+    def wire_tool_calls(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"] or "{}"},
+            }
+            for _, c in sorted(self.tool_calls.items())
+        ]
 
 
 @dataclass
@@ -92,6 +103,14 @@ class Renderer:
             return
         choice = self.choices.setdefault(chunk.index, Choice())
         choice.text += chunk.text
+        if chunk.tool_call is not None:
+            call = chunk.tool_call
+            entry = choice.tool_calls.setdefault(
+                call.index, {"id": "", "name": "", "arguments": ""}
+            )
+            entry["id"] = call.id or entry["id"]
+            entry["name"] = call.name or entry["name"]
+            entry["arguments"] += call.arguments
         if chunk.logprobs:
             choice.logprobs.extend(chunk.logprobs)
         if chunk.finish_reason:
@@ -126,7 +145,17 @@ class Renderer:
 
     def stream_chunk(self, chunk: Delta) -> dict[str, Any]:
         if self.kind == "chat":
-            delta = {"content": chunk.text} if chunk.text else {}
+            delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
+            if chunk.tool_call is not None:
+                call = chunk.tool_call
+                wire: dict[str, Any] = {"index": call.index}
+                if call.id is not None:
+                    wire["id"], wire["type"] = call.id, "function"
+                function: dict[str, str] = {"arguments": call.arguments}
+                if call.name is not None:
+                    function["name"] = call.name
+                wire["function"] = function
+                delta["tool_calls"] = [wire]
             lp = _chat_logprobs(chunk.logprobs) if chunk.logprobs else None
             choice: dict[str, Any] = {"index": chunk.index, "delta": delta, "logprobs": lp}
         else:
@@ -146,10 +175,14 @@ class Renderer:
             c = self.choices[index]
             if self.kind == "chat":
                 lp = _chat_logprobs(c.logprobs) if c.logprobs else None
+                message: dict[str, Any] = {"role": "assistant", "content": c.text}
+                if c.tool_calls:
+                    message["content"] = c.text.strip() or None
+                    message["tool_calls"] = c.wire_tool_calls()
                 choices.append(
                     {
                         "index": index,
-                        "message": {"role": "assistant", "content": c.text},
+                        "message": message,
                         "logprobs": lp,
                         "finish_reason": c.finish_reason or "stop",
                     }

@@ -24,7 +24,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hearth.errors import InvalidRequest
-from hearth.types import ChatRequest, CompletionRequest, GenerationParams, Message, ToolCall
+from hearth.types import (
+    ChatRequest,
+    CompletionRequest,
+    GenerationParams,
+    Message,
+    ToolCall,
+    ToolSpec,
+)
 
 INT32_MAX = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -280,6 +287,32 @@ class _Sampling(RequestBody):
         )
 
 
+class WireFunction(_Body):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_parameters(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if schema is None else JsonSchemaSpec._valid_schema(schema)
+
+
+class WireTool(_Body):
+    type: Literal["function"]
+    function: WireFunction
+
+
+class NamedFunction(_Body):
+    name: NonEmpty
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatCompletionBody(_Sampling):
     messages: list[WireMessage] = Field(min_length=1)
     variables: dict[str, Any] | None = Field(
@@ -300,16 +333,32 @@ class ChatCompletionBody(_Sampling):
     response_format: ResponseFormat | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: Annotated[list[WireTool], Field(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="after")
     def _checks(self) -> ChatCompletionBody:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
+        names = [t.function.name for t in self.tools or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: each function needs its own name")
+        choice = self.tool_choice
+        if choice not in (None, "none", "auto") and not names:
+            raise ValueError("tool_choice needs tools to choose from")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(
+                f"tool_choice names '{choice.function.name}', which is not in tools "
+                f"({', '.join(names)})"
+            )
         if self.max_tokens is None:
             self.max_tokens = self.max_completion_tokens
         return self
 
     def to_domain(self) -> ChatRequest:
+        choice = self.tool_choice
+        named = choice.function.name if isinstance(choice, NamedToolChoice) else None
         return ChatRequest(
             messages=domain_messages(self.messages),
             params=self.params(
@@ -317,6 +366,13 @@ class ChatCompletionBody(_Sampling):
                 logprobs=self.logprobs,
                 top_logprobs=self.top_logprobs or 0,
             ),
+            tools=tuple(
+                ToolSpec(t.function.name, t.function.description or "", t.function.parameters or {})
+                for t in self.tools or ()
+            ),
+            tool_choice="required" if named else (choice or "auto"),  # type: ignore[arg-type]
+            tool_name=named,
+            parallel_tool_calls=self.parallel_tool_calls is not False,
         )
 
 
