@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 
 class RemoteEngine:
-    capabilities = Capabilities(embeddings=True, max_n=8, logprobs=True, json_schema=True)
+    capabilities = Capabilities(
+        embeddings=True, max_n=8, logprobs=True, json_schema=True, tools="upstream"
+    )
 
     def __init__(self, spec: ModelSpec, tokenizer: Engine | None = None) -> None:
         self.spec = spec
@@ -79,7 +81,9 @@ class RemoteEngine:
 
     # -- generation ---------------------------------------------------------------------
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        body = {"messages": [_message(m) for m in request.messages]}
+        body: dict[str, Any] = {"messages": [_message(m) for m in request.messages]}
+        if request.tools:
+            body.update(_tools(request))
         return self._stream("/chat/completions", body, request.params, request)
 
     def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
@@ -168,6 +172,30 @@ class RemoteEngine:
 
 def _message(m: Message) -> dict[str, Any]:
     return m.to_openai()
+
+
+def _tools(request: ChatRequest) -> dict[str, Any]:
+    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as OpenAI takes them."""
+    choice: str | dict[str, Any] = request.tool_choice
+    if request.tool_name is not None:
+        choice = {"type": "function", "function": {"name": request.tool_name}}
+    out: dict[str, Any] = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters or {"type": "object", "properties": {}},
+                },
+            }
+            for t in request.tools
+        ],
+        "tool_choice": choice,
+    }
+    if not request.parallel_tool_calls:
+        out["parallel_tool_calls"] = False
+    return out
 
 
 def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:

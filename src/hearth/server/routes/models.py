@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from hearth.apps.spec import App
+from hearth.engines.registry import engine_class
 from hearth.errors import ModelNotFound
 from hearth.server.auth import Caller, authenticate
 from hearth.server.openapi import errors
@@ -27,6 +28,9 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
         "engine": spec.engine,
         "context_length": spec.context,
         "embedding": spec.embedding,
+        # How it calls tools: "parsed" (the template renders them, calls are read from the
+        # text), "upstream" (passed through to a remote server), or null.
+        "tools": None if spec.embedding else engine_class(spec.engine).capabilities.tools,
         "loaded": name in loaded,
         "description": spec.description,
     }
