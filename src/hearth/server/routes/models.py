@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from hearth.apps.spec import App
+from hearth.engines.base import Capabilities
 from hearth.engines.registry import engine_class
 from hearth.errors import ModelNotFound
 from hearth.server.auth import Caller, authenticate
@@ -30,10 +31,15 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
         "embedding": spec.embedding,
         # How it calls tools: "parsed" (the template renders them, calls are read from the
         # text), "upstream" (passed through to a remote server), or null.
-        "tools": None if spec.embedding else engine_class(spec.engine).capabilities.tools,
+        "tools": None if spec.embedding else _tools(spec.engine),
         "loaded": name in loaded,
         "description": spec.description,
     }
+
+
+def _tools(engine: str) -> str | None:
+    caps: Capabilities = engine_class(engine).capabilities
+    return caps.tools
 
 
 def _app(app: App) -> dict[str, Any]:
