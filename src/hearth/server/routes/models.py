@@ -38,7 +38,7 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
 
 
 def _tools(engine: str) -> str | None:
-    caps: Capabilities = engine_class(engine).capabilities
+    caps: Capabilities = getattr(engine_class(engine), "capabilities")  # noqa: B009
     return caps.tools
 
 
