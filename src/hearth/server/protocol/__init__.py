@@ -126,7 +126,7 @@ class WireMessage(_Body):
         return replace(message, tool_calls=calls, tool_call_id=self.tool_call_id)
 
 
-def domain_messages(messages: list[WireMessage]) -> list[Message]:
+def domain_messages(messages: list[WireMessage], field: str = "messages") -> list[Message]:
     """OpenAI's rules for a conversation, then the domain messages.
 
     System, developer and user messages need content. An assistant message needs content or
@@ -136,7 +136,7 @@ def domain_messages(messages: list[WireMessage]) -> list[Message]:
     """
     open_calls: set[str] = set()
     for i, m in enumerate(messages):
-        where = f"messages.{i}"
+        where = f"{field}.{i}"
         if m.role == "tool":
             if not open_calls:
                 raise InvalidRequest(
@@ -179,10 +179,10 @@ def domain_messages(messages: list[WireMessage]) -> list[Message]:
     out = [m.to_domain() for m in messages]
     if out[-1].role == "assistant" and not out[-1].content:
         raise InvalidRequest(
-            f"'messages.{len(out) - 1}' is an assistant message with empty content at the "
+            f"'{field}.{len(out) - 1}' is an assistant message with empty content at the "
             "end of the conversation; end with the user's message, or give the assistant "
             "text for the reply to continue",
-            param=f"messages.{len(out) - 1}.content",
+            param=f"{field}.{len(out) - 1}.content",
         )
     return out
 

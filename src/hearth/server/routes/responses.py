@@ -23,6 +23,7 @@ from hearth.server.protocol.responses import (
     ItemsBody,
     ResponsesBody,
     conversation_json,
+    function_call_json,
     item_json,
     page_json,
     response_json,
@@ -61,7 +62,7 @@ async def create_response(
         svc,
         caller,
         model=body.model,
-        request=ChatRequest(body.new_messages(), params),
+        request=ChatRequest(body.new_messages(), params, **body.tool_specs()),
         variables=body.variables,
         conversation=body.conversation_id(),
         previous=body.previous_response_id,
@@ -106,6 +107,7 @@ class _Out:
         self.message_id = message_id
         self.created = time.time()
         self.seq = 0
+        self.opened: list[int | None] | None = None  # streamed items: None the message, i a call
 
     @property
     def model(self) -> str:
@@ -116,7 +118,7 @@ class _Out:
         usage = None
         if r.usage is not None:
             usage = usage_json(r.usage.prompt_tokens, r.usage.completion_tokens, r.details)
-        return response_json(
+        data = response_json(
             self.body,
             id=self.s.call.id,
             created=self.created,
@@ -126,8 +128,25 @@ class _Out:
             text=text,
             usage=usage,
             extra=self.turn.extra or None,
+            calls=self.calls(),
+            message=None if self.opened is None else None in self.opened,
             **kw,
         )
+        if self.opened and data["output"]:  # the order the stream announced them in
+            choice = self.s.renderer.choices[0]
+            position = {i: k for k, i in enumerate(sorted(choice.tool_calls))}
+            shift = 1 if None in self.opened else 0
+            data["output"] = [
+                data["output"][0] if w is None else data["output"][shift + position[w]]
+                for w in self.opened
+            ]
+        return data
+
+    def calls(self) -> list[dict[str, Any]]:
+        choice = self.s.renderer.choices.get(0)
+        if choice is None:
+            return []
+        return [function_call_json(c) for _, c in sorted(choice.tool_calls.items())]
 
     async def done(self) -> dict[str, Any]:
         """The finished response, stored (with its turn) when ``store`` is true."""
@@ -173,31 +192,62 @@ class _Out:
             start = self.json("in_progress", None)
             yield self.event("response.created", response=start)
             yield self.event("response.in_progress", response=start)
-            item = {
-                "type": "message",
-                "id": mid,
-                "role": "assistant",
-                "status": "in_progress",
-                "content": [],
-            }
-            yield self.event("response.output_item.added", output_index=0, item=item)
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            yield self.event("response.content_part.added", part=part, **at)
+            opened: list[int | None] = []
+            self.opened = opened
             chunk = s.first
             while chunk is not None:
                 r.add(chunk)
+                if chunk.text and None not in opened:
+                    at["output_index"] = len(opened)
+                    opened.append(None)
+                    for event in self._open_message(mid, part, at):
+                        yield event
                 if chunk.text:
                     s.call.mark_first_token()
                     yield self.event(
                         "response.output_text.delta", delta=chunk.text, logprobs=[], **at
                     )
+                call = chunk.tool_call
+                if call is not None:
+                    s.call.mark_first_token()
+                    entry = r.choices[chunk.index].tool_calls[call.index]
+                    if call.index not in opened:
+                        opened.append(call.index)
+                        item = function_call_json(entry, status="in_progress") | {"arguments": ""}
+                        yield self.event(
+                            "response.output_item.added",
+                            output_index=opened.index(call.index),
+                            item=item,
+                        )
+                    if call.arguments:
+                        yield self.event(
+                            "response.function_call_arguments.delta",
+                            item_id=function_call_json(entry)["id"],
+                            output_index=opened.index(call.index),
+                            delta=call.arguments,
+                        )
                 chunk = await anext(s.chunks, None)
+            if not opened:  # an empty answer is still a message
+                opened.append(None)
+                for event in self._open_message(mid, part, at):
+                    yield event
             await s.keep()
             final = await self.done()
             text = r.text
-            yield self.event("response.output_text.done", text=text, logprobs=[], **at)
-            yield self.event("response.content_part.done", part=part | {"text": text}, **at)
-            yield self.event("response.output_item.done", output_index=0, item=final["output"][0])
+            for position, which in enumerate(opened):
+                item = final["output"][position]
+                if which is None:
+                    yield self.event("response.output_text.done", text=text, logprobs=[], **at)
+                    yield self.event("response.content_part.done", part=part | {"text": text}, **at)
+                else:
+                    yield self.event(
+                        "response.function_call_arguments.done",
+                        item_id=item["id"],
+                        output_index=position,
+                        arguments=item["arguments"],
+                    )
+                yield self.event("response.output_item.done", output_index=position, item=item)
             kind = "response.completed" if final["status"] == "completed" else "response.incomplete"
             yield self.event(kind, response=final)
             status = "ok"
@@ -214,6 +264,17 @@ class _Out:
             yield self.event("response.failed", response=failed)
         finally:
             await settle(s, status, error)
+
+    def _open_message(self, mid: str, part: dict[str, Any], at: dict[str, Any]) -> list[bytes]:
+        item = {"type": "message", "id": mid, "role": "assistant", "status": "in_progress"}
+        return [
+            self.event(
+                "response.output_item.added",
+                output_index=at["output_index"],
+                item=item | {"content": []},
+            ),
+            self.event("response.content_part.added", part=part, **at),
+        ]
 
 
 def _response(svc: Services, caller: Caller, id: str) -> StoredResponse:
