@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import random
 
+import jsonschema
 import pytest
 
-from hearth.engines.tool_calls import ToolStream, argument_pieces, parse
+from hearth.engines.tool_calls import ToolStream, argument_pieces, call_schema, parse
+from hearth.types import ChatRequest, ToolSpec
 
 TOOLS = {"get_weather", "get_time", "ping"}
 
@@ -135,3 +137,21 @@ def test_argument_pieces_join_back() -> None:
     parts = argument_pieces(args, 5)
     assert len(parts) > 1 and "".join(parts) == args
     assert argument_pieces("") == [""]
+
+
+def test_call_schema_only_for_required_and_named() -> None:
+    weather = ToolSpec("get_weather", "", {"type": "object", "properties": {"city": {}}})
+    ping = ToolSpec("ping")
+    assert call_schema(ChatRequest([], tools=(weather, ping))) is None  # auto may answer text
+    both = call_schema(ChatRequest([], tools=(weather, ping), tool_choice="required"))
+    assert both is not None and len(both["anyOf"]) == 2
+    named = call_schema(
+        ChatRequest([], tools=(weather, ping), tool_choice="required", tool_name="ping")
+    )
+    assert named is not None and named["properties"]["name"] == {"const": "ping"}
+    # A function without parameters takes none: its arguments can only be {}.
+    validator = jsonschema.Draft202012Validator(named)
+    assert validator.is_valid({"name": "ping", "arguments": {}})
+    assert not validator.is_valid({"name": "ping", "arguments": {"type": "object"}})
+    # Declared parameters are the arguments' schema as given.
+    assert both["anyOf"][0]["properties"]["arguments"] == weather.parameters

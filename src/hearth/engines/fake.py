@@ -87,7 +87,7 @@ class FakeEngine:
     # -- generation ---------------------------------------------------------------------
     def _reply(self, prompt_text: str, params: GenerationParams) -> str:
         text = next(self._script) if self._script else f"You said: {prompt_text}"
-        if params.response_format:
+        if params.response_format and not _json_object(text):
             text = json.dumps({"reply": text}, ensure_ascii=False)
         return text
 
@@ -153,6 +153,14 @@ class FakeEngine:
             norm = math.sqrt(sum(x * x for x in raw)) or 1.0
             vectors.append([x / norm for x in raw])
         return Embeddings(vectors, sum(len(self._ids(t)) for t in texts))
+
+
+def _json_object(text: str) -> bool:
+    """A scripted reply that is already a JSON object is what the grammar would allow."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _apply_stop(text: str, stops: list[str]) -> tuple[str, str]:

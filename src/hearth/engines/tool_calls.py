@@ -267,7 +267,7 @@ def call_schema(request: ChatRequest) -> dict[str, Any] | None:
             "type": "object",
             "properties": {
                 "name": {"const": t.name},
-                "arguments": t.parameters or {"type": "object"},
+                "arguments": _arguments_schema(t.parameters),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
@@ -275,6 +275,18 @@ def call_schema(request: ChatRequest) -> dict[str, Any] | None:
         for t in tools
     ]
     return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
+_NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}
+_OPEN_KEYS = ("properties", "additionalProperties", "patternProperties", "anyOf", "oneOf", "allOf")
+
+
+def _arguments_schema(parameters: dict[str, Any]) -> dict[str, Any]:
+    """A function that declares no parameters (none, or an object without properties)
+    takes none: its arguments are ``{}``, not whatever the model makes up."""
+    if not parameters or not any(parameters.get(k) for k in _OPEN_KEYS):
+        return _NO_ARGUMENTS
+    return parameters
 
 
 def wire_tools(request: ChatRequest) -> list[dict[str, Any]]:
