@@ -25,6 +25,15 @@ $(LEGACY)/.installed:
 
 install: $(STAMP)
 
+# System packages the tests use: bubblewrap, the python tool's strongest sandbox.
+SYSTEM := $(VENV)/.system
+$(SYSTEM): | $(BIN)/python
+	@if command -v bwrap >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	else echo "note: install bubblewrap (apt-get install bubblewrap) for the full python sandbox"; fi
+	touch $@
+
 serve: $(STAMP)
 	$(BIN)/hearth serve --port $(PORT)
 
@@ -34,10 +43,10 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 	$(BIN)/python scripts/check_imports.py
 
-test-fast: $(STAMP) $(LEGACY)/.installed
+test-fast: $(STAMP) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP) $(LEGACY)/.installed
+test-slow: $(STAMP) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q -m slow
 
 test: lint test-fast test-slow
