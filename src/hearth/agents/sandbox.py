@@ -163,7 +163,7 @@ def _works(prefix: list[str], *, add: bool = True) -> bool:
             [*prefix, "true"] if add else prefix,
             capture_output=True,
             timeout=10,
-            **_as_nobody(),  # type: ignore[arg-type]
+            **_as_nobody(),
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -282,8 +282,10 @@ class Sandbox:
                 if len(chunk) > room:
                     too_much.set()
 
-        pumps = asyncio.gather(pump(proc.stdout, out), pump(proc.stderr, err), proc.wait())
-        over = asyncio.ensure_future(too_much.wait())
+        pumps: asyncio.Future[Any] = asyncio.gather(
+            pump(proc.stdout, out), pump(proc.stderr, err), proc.wait()
+        )
+        over: asyncio.Future[Any] = asyncio.ensure_future(too_much.wait())
         error: str | None = None
         done, _ = await asyncio.wait(
             {pumps, over}, timeout=lim.wall_seconds, return_when=asyncio.FIRST_COMPLETED
@@ -350,11 +352,7 @@ def _reachable(path: Path) -> bool:
 def _kill(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         proc.kill()
-    except ProcessLookupError:
-        pass
