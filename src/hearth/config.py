@@ -118,6 +118,8 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024  # one knowledge-base upload
     auth: bool = False  # require keys before any exists; once one does they always are
     hooks: HookSettings = field(default_factory=HookSettings)
+    # MCP servers apps may use: name -> {command = [...], args, env} or {url = "http://..."}
+    mcp: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def models_dir(self) -> Path:
@@ -145,6 +147,32 @@ class Settings:
         return replace(self, served=tuple(names), default_model=default)
 
 
+def _mcp_servers(raw: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[mcp] must hold tables: [mcp.NAME] with command = [...] or url = ...")
+    out = {}
+    for name, spec in raw.items():
+        where = f"[mcp.{name}]"
+        if not isinstance(spec, dict) or ("command" in spec) == ("url" in spec):
+            raise ConfigError(
+                f'{where} needs command = ["program", "arg", ...] (stdio) or url = '
+                '"http://host/mcp" (streamable HTTP), not both'
+            )
+        command = spec.get("command")
+        if command is not None and not (
+            (isinstance(command, str) and command)
+            or (isinstance(command, list) and command and all(isinstance(c, str) for c in command))
+        ):
+            raise ConfigError(f"{where} command must be a program or a list of strings")
+        url = spec.get("url")
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):
+            raise ConfigError(f"{where} url must be an http(s):// URL, got {url!r}")
+        out[name] = dict(spec)
+    return out
+
+
 def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     home = (home or Path(env.get("HEARTH_HOME") or Path.home() / ".hearth")).expanduser().resolve()
@@ -159,7 +187,8 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
         models[name] = _model_spec(name, raw, home)
     kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
     hooks = _hook_settings(data.get("hooks", {}), env)
-    settings = Settings(home=home, models=models, hooks=hooks, **kwargs)
+    mcp = _mcp_servers(data.get("mcp", {}))
+    settings = Settings(home=home, models=models, hooks=hooks, mcp=mcp, **kwargs)
     if "HEARTH_HOST" in env:
         settings = replace(settings, host=env["HEARTH_HOST"])
     if "HEARTH_PORT" in env:

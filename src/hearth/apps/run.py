@@ -34,6 +34,9 @@ def split_model(name: str) -> tuple[str, str | None]:
     return app, (model or None) if at else None
 
 
+StreamChat = Callable[[ChatRequest], AsyncIterator[Delta]]
+
+
 @dataclass
 class AppCall:
     """One app call: what was prepared, and what happened while it ran."""
@@ -52,6 +55,10 @@ class AppCall:
     retries: int = 0
     finish_reason: str | None = None
     value: Any = None  # the parsed document, with an output schema
+    # an agent app: runs the tool loop over the engine's stream instead of one answer
+    agent: (
+        Callable[[Callable[[ChatRequest], AsyncIterator[Delta]]], AsyncIterator[Delta]] | None
+    ) = None
 
     @property
     def sources(self) -> list[dict[str, Any]]:
@@ -130,7 +137,8 @@ async def prepare(
     last = users[-1]
     values |= {"input": messages[last].content, "app": app.name, "model": model}
     values |= {"context": "", "sources": []}
-    if app.knowledge is not None and kb is not None:
+    searches = any(kind == "kb_search" for kind, _ in app.tools)  # the model searches itself
+    if app.knowledge is not None and kb is not None and not searches:
         query = app.templates.render(app.knowledge.query, values)
         results = await retrieve(app.knowledge, kb(), query) if query.strip() else []
         budget = app.knowledge.max_tokens or max(engine.context_length // 2, 64)
@@ -197,6 +205,11 @@ async def run(call: AppCall, engine: Engine) -> AsyncIterator[Delta]:
         call.finish_reason = "stop"
         yield Delta(text=call.canned, finish_reason="stop")
         yield Delta(usage=Usage())
+        return
+    if call.agent is not None:
+        async for d in call.agent(engine.stream_chat):
+            call.finish_reason = d.finish_reason or call.finish_reason
+            yield d
         return
     if call.app.output is not None:
         async for d in _structured(call, engine):

@@ -180,6 +180,63 @@ _STEP = {
     },
 }
 
+_OPTIONS = {"type": ["object", "null"]}
+TOOLS_SCHEMA = {
+    "type": "array",
+    "description": "What the model may call: built-in tools and MCP servers' tools",
+    "items": {
+        "oneOf": [
+            {"enum": ["calculator", "kb_search", "python", "http_get"]},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+                "properties": {
+                    "calculator": _OPTIONS,
+                    "kb_search": {
+                        "type": ["object", "null"],
+                        "additionalProperties": False,
+                        "properties": {"k": {"type": "integer", "minimum": 1, "maximum": 20}},
+                    },
+                    "python": {
+                        "type": ["object", "null"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "cpu_seconds": {"type": "integer", "minimum": 1, "maximum": 60},
+                            "wall_seconds": {"type": "number", "exclusiveMinimum": 0},
+                            "memory_mb": {"type": "integer", "minimum": 32},
+                            "output_bytes": {"type": "integer", "minimum": 100},
+                            "file_mb": {"type": "integer", "minimum": 1},
+                            "processes": {"type": "integer", "minimum": 1},
+                        },
+                    },
+                    "http_get": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["allow"],
+                        "properties": {
+                            "allow": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {"type": "string", "minLength": 1},
+                                "description": "Hosts (or host:port) it may fetch from",
+                            },
+                            "max_bytes": {"type": "integer", "minimum": 1},
+                            "timeout": {"type": "number", "exclusiveMinimum": 0},
+                        },
+                    },
+                    "mcp": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "An MCP server named under [mcp.NAME] in config.toml",
+                    },
+                },
+            },
+        ]
+    },
+}
+
 APP_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://hearth.dev/schemas/app.json",
@@ -216,6 +273,13 @@ APP_SCHEMA: dict[str, Any] = {
         },
         "output": _OUTPUT,
         "memory": MEMORY_SCHEMA,
+        "tools": TOOLS_SCHEMA,
+        "max_steps": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 20,
+            "description": "Model turns an agent run may take (tools: only)",
+        },
         "steps": {
             "type": "array",
             "minItems": 1,

@@ -103,6 +103,8 @@ class App:
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     fixed: Variant | None = None  # one step of a chain: its one variant, on any model
+    tools: tuple[tuple[str, dict[str, Any]], ...] = ()  # (kind, options): an agent
+    max_steps: int = 5
 
     def variant(self, model: str | None) -> Variant:
         """The variant for ``model``: its own fields over ``default``'s. ``None``: the app's
@@ -287,6 +289,15 @@ def _build(
                 )
     memory = parse_policy(data["memory"]) if "memory" in data else None
     steps = build_steps(data, inputs, moderation, base, problems, lines)
+    tools = tools_of(data.get("tools") or [], knowledge, output, steps, problems, lines)
+    if "max_steps" in data and not tools:
+        problems.append(
+            Problem(
+                "max_steps",
+                "'max_steps' limits an agent run; add 'tools:'",
+                lines.get(("max_steps",)),
+            )
+        )
     if problems:
         raise AppInvalid(source, problems)
     return App(
@@ -303,7 +314,53 @@ def _build(
         steps=steps,
         text=text,
         raw=data,
+        tools=tools,
+        max_steps=data.get("max_steps", 5),
     )
+
+
+def tools_of(
+    raw: list[Any],
+    knowledge: Knowledge | None,
+    output: OutputSpec | None,
+    steps: tuple[Step, ...],
+    problems: list[Problem],
+    lines: Lines,
+) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The ``tools:`` section as (kind, options) pairs, checked against the rest."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for i, item in enumerate(raw):
+        kind, options = (item, {}) if isinstance(item, str) else next(iter(item.items()))
+        if kind == "mcp":
+            options = {"server": options}
+        options = options or {}
+        where, line = f"tools.{i}", lines.get(("tools", i))
+        if kind == "http_get" and not options.get("allow"):
+            problems.append(
+                Problem(
+                    where, "http_get needs an allow-list: {http_get: {allow: [host, ...]}}", line
+                )
+            )
+        if kind == "kb_search" and knowledge is None:
+            problems.append(
+                Problem(
+                    where, "kb_search searches the app's knowledge bases; add 'knowledge:'", line
+                )
+            )
+        if (kind, options) in out:
+            problems.append(Problem(where, f"'{kind}' is listed twice", line))
+        out.append((kind, options))
+    if out and steps:
+        problems.append(
+            Problem("tools", "a chain's steps cannot have tools yet", lines.get(("tools",)))
+        )
+    if out and output is not None:
+        problems.append(
+            Problem(
+                "tools", "an agent answers in text; drop 'output' or 'tools'", lines.get(("tools",))
+            )
+        )
+    return tuple(out)
 
 
 def knowledge_of(kn: dict[str, Any], sources: dict[str, str], prefix: str = "") -> Knowledge:

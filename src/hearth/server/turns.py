@@ -12,6 +12,7 @@ from hearth.apps.run import AppCall, prepare
 from hearth.apps.spec import App
 from hearth.engines.runner import Runner
 from hearth.errors import InvalidRequest, Unsupported
+from hearth.server.agents import make_agent, run_id
 from hearth.server.auth import Caller
 from hearth.server.chains import chain_request
 from hearth.server.generation import check_request
@@ -118,12 +119,25 @@ async def _app_turn(
         guard=svc.guard,
         kb=lambda: svc.kb,
     )
+    # The caller's functions reach the model (an agent returns their calls to the caller).
+    call.request = replace(
+        call.request,
+        tools=request.tools,
+        tool_choice=request.tool_choice,
+        tool_name=request.tool_name,
+        parallel_tool_calls=request.parallel_tool_calls,
+    )
     extra: dict[str, Any] = {
         "app": {"name": spec.name, "variant": call.variant.name, "prompt_version": call.version}
     }
-    if spec.knowledge is not None:
+    if spec.knowledge is not None and not any(k == "kb_search" for k, _ in spec.tools):
         extra["sources"] = call.sources
-    return Turn(runner, call.request, spec, call, extra=extra)
+    run = None
+    if spec.tools and call.refusal is None and call.canned is None:
+        rid = run_id()
+        extra["run"] = {"id": rid, "tools": await make_agent(svc, call, rid)}
+        run = (rid, "answer")
+    return Turn(runner, call.request, spec, call, extra=extra, run=run)
 
 
 async def _chain_turn(

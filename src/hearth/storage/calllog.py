@@ -59,6 +59,22 @@ class ModerationRecord:
 
 
 @dataclass(frozen=True)
+class ToolRecord:
+    """One tool call of an agent run: which step, what was asked, what came back."""
+
+    run_id: str
+    step: int
+    position: int  # among the step's calls
+    created: float
+    tool: str
+    arguments: str
+    result_chars: int
+    latency_ms: float
+    ok: bool
+    result: str  # the start of what the tool answered
+
+
+@dataclass(frozen=True)
 class ModerationRow:
     app: str
     list: str
@@ -142,6 +158,21 @@ class CallLog:
             self.db.execute(_INSERT, astuple(rec))
             for hit in hits:
                 self.db.execute(_INSERT_HIT, astuple(hit))
+
+    def record_tool(self, rec: ToolRecord) -> None:
+        self.db.execute(
+            "INSERT INTO tool_calls (run_id, step, position, created, tool, arguments, "
+            "result_chars, latency_ms, ok, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*astuple(rec)[:8], int(rec.ok), rec.result),
+        )
+
+    def tools(self, run_id: str) -> list[ToolRecord]:
+        rows = self.db.query(
+            "SELECT run_id, step, position, created, tool, arguments, result_chars, "
+            "latency_ms, ok, result FROM tool_calls WHERE run_id = ? ORDER BY step, position",
+            (run_id,),
+        )
+        return [ToolRecord(**{**dict(r), "ok": bool(r["ok"])}) for r in rows]
 
     def moderation(self, since: datetime.date | None = None) -> list[ModerationRow]:
         """Moderation hits from ``since`` on, by app, list, category, action and direction."""

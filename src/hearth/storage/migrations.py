@@ -148,6 +148,25 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX calls_run ON calls (run_id);
         """,
     ),
+    (
+        5,
+        "agents: each tool call of a run",
+        """
+        CREATE TABLE tool_calls (
+            run_id TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            created REAL NOT NULL,
+            tool TEXT NOT NULL,
+            arguments TEXT NOT NULL,
+            result_chars INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            PRIMARY KEY (run_id, step, position)
+        );
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"
