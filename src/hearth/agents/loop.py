@@ -45,6 +45,7 @@ async def run_loop(
     messages = list(request.messages)
     prompt = completion = 0
     finish = "stop"
+    said = False  # whether an earlier step's text went out
     for step in range(1, max_steps + 1):
         last = step == max_steps
         req = replace(
@@ -70,11 +71,12 @@ async def run_loop(
                     entry["name"] = c.name or entry["name"]
                     entry["arguments"] += c.arguments
                 if d.text:
-                    if step > 1 and not text:
-                        yield Delta(text="\n\n")  # the step before said something
+                    if said and not text:
+                        yield Delta(text="\n\n")  # between one step's words and the next's
                     text += d.text
                     yield Delta(text=d.text, logprobs=d.logprobs)
                 step_finish = d.finish_reason or step_finish
+        said = said or bool(text.strip())
         made = [
             ToolCall(c["id"], c["name"], c["arguments"] or "{}") for _, c in sorted(calls.items())
         ]
