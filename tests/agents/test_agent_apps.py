@@ -240,7 +240,7 @@ def test_bad_tools_sections_are_explained() -> None:
         "tools: [kb_search]": "add 'knowledge:'",
         "tools: [http_get]": "allow-list",
         "tools: [calculator, calculator]": "listed twice",
-        "max_steps: 3": "add 'tools:'",
+        "max_steps: 3": "add 'tools:'", "tool_choice: required": "add 'tools:'",
     }
     for text, why in bad.items():
         with pytest.raises(AppInvalid) as e:

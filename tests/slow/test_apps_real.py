@@ -23,11 +23,12 @@ from tests.conftest import LiveServer, make_settings, serve
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-# chains (steps:) have their own test below; the rest carry tests for `hearth apps test`
+# chains (steps:) and agents (tools:) have their own tests; the rest carry tests for `hearth apps test`
 EXAMPLES = [
     p
     for p in sorted((ROOT / "examples" / "apps").glob("*.yaml"))
     if not parse_app(p.read_text(encoding="utf-8"), base=p.parent).steps
+    and not parse_app(p.read_text(encoding="utf-8"), base=p.parent).tools  # agents: below
 ]
 SHOP_FAQ = ROOT / "examples" / "kb" / "shop-faq"
 QWEN, SMOL, E5 = "qwen2.5-0.5b-instruct", "smollm2-135m-instruct", "multilingual-e5-small"

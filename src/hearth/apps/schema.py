@@ -274,6 +274,10 @@ APP_SCHEMA: dict[str, Any] = {
         "output": _OUTPUT,
         "memory": MEMORY_SCHEMA,
         "tools": TOOLS_SCHEMA,
+        "tool_choice": {
+            "enum": ["auto", "required"],
+            "description": "Whether the first model turn must call a tool (tools: only)",
+        },
         "max_steps": {
             "type": "integer",
             "minimum": 1,

@@ -105,6 +105,7 @@ class App:
     fixed: Variant | None = None  # one step of a chain: its one variant, on any model
     tools: tuple[tuple[str, dict[str, Any]], ...] = ()  # (kind, options): an agent
     max_steps: int = 5
+    tool_choice: str = "auto"  # the first turn's: "required" makes the model call a tool
 
     def variant(self, model: str | None) -> Variant:
         """The variant for ``model``: its own fields over ``default``'s. ``None``: the app's
@@ -290,11 +291,11 @@ def _build(
     memory = parse_policy(data["memory"]) if "memory" in data else None
     steps = build_steps(data, inputs, moderation, base, problems, lines)
     tools = tools_of(data.get("tools") or [], knowledge, output, steps, problems, lines)
-    if "max_steps" in data and not tools:
+    if ("max_steps" in data or "tool_choice" in data) and not tools:
         problems.append(
             Problem(
                 "max_steps",
-                "'max_steps' limits an agent run; add 'tools:'",
+                "'max_steps' and 'tool_choice' shape an agent run; add 'tools:'",
                 lines.get(("max_steps",)),
             )
         )
@@ -316,6 +317,7 @@ def _build(
         raw=data,
         tools=tools,
         max_steps=data.get("max_steps", 5),
+        tool_choice=data.get("tool_choice", "auto"),
     )
 
 

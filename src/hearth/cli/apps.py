@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hearth.apps.agent import attach_agent
 from hearth.apps.guard import Guard
 from hearth.apps.run import AppCall, prepare
 from hearth.apps.run import run as run_app
@@ -206,6 +207,10 @@ class _Local:
         )  # fmt: skip
         if call.refusal is not None:
             raise call.refusal
+        if a.tools and call.canned is None:
+            await attach_agent(
+                call, "local", kb=self.kb, home=self.settings.home, mcp=self.settings.mcp
+            )
         out = ""
         async for d in runner.stream(lambda: run_app(call, runner.engine)):
             out += d.text
