@@ -27,7 +27,8 @@ SCRIPTS = {
     "calc": [call("calculator", expression="(17 + 25) * 3"), "答案是 126。"],
     "coder": [call("python", code="print(sum(i * i for i in range(1, 11)))"), "It is 385."],
     "escape": [call("python", code="print(open('/etc/shadow').read())"), "I could not read it."],
-    "looper": [call("calculator", expression="1 + 1")],
+    "looper": [call("calculator", expression=f"{n} + {n}") for n in range(1, 4)],
+    "repeater": [call("calculator", expression="1 + 1")],
     "asker": [call("get_weather", city="北京")],
     "fetcher": [call("http_get", url="URL"), "Fetched."],
     "mcp": [call("weather_get_weather", city="北京"), "北京今天晴。"],
@@ -61,6 +62,7 @@ def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
     (apps / "coder.yaml").write_text(app("pal-app", "coder", "[python]"))
     (apps / "escape.yaml").write_text(app("escape-app", "escape", "[python]"))
     (apps / "looper.yaml").write_text(app("loop-app", "looper", "[calculator]", "max_steps: 3\n"))
+    (apps / "repeater.yaml").write_text(app("repeat-app", "repeater", "[calculator]"))
     (apps / "asker.yaml").write_text(app("ask-app", "asker", "[calculator]"))
     return server
 
@@ -131,6 +133,15 @@ def test_max_steps_ends_with_an_answer(live: LiveServer) -> None:
     run = (r.model_extra or {})["run"]
     assert [s["step"] for s in run["tools"]] == [1, 2]  # the third turn may not call
     assert r.choices[0].finish_reason == "stop" and not r.choices[0].message.tool_calls
+
+
+def test_a_repeated_call_is_not_run_again(live: LiveServer) -> None:
+    r = client(live).chat.completions.create(
+        model="repeat-app", messages=[{"role": "user", "content": "1+1"}]
+    )
+    run = (r.model_extra or {})["run"]
+    assert [s["step"] for s in run["tools"]] == [1]
+    assert r.choices[0].finish_reason == "stop"
 
 
 def test_caller_functions_come_back_as_tool_calls(live: LiveServer) -> None:
@@ -240,7 +251,8 @@ def test_bad_tools_sections_are_explained() -> None:
         "tools: [kb_search]": "add 'knowledge:'",
         "tools: [http_get]": "allow-list",
         "tools: [calculator, calculator]": "listed twice",
-        "max_steps: 3": "add 'tools:'", "tool_choice: required": "add 'tools:'",
+        "max_steps: 3": "add 'tools:'",
+        "tool_choice: required": "add 'tools:'",
     }
     for text, why in bad.items():
         with pytest.raises(AppInvalid) as e:

@@ -11,6 +11,7 @@ ends with an answer. Usage is the whole run's.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -46,8 +47,12 @@ async def run_loop(
     prompt = completion = 0
     finish = "stop"
     said = False  # whether an earlier step's text went out
+    seen: set[tuple[str, str]] = set()  # calls already run: a model repeating one is looping
+    wrap_up = False
     for step in range(1, max_steps + 1):
-        last = step == max_steps
+        last = step == max_steps or wrap_up
+        if last and step > 1:
+            messages = [*messages, Message("user", _nudge(messages))]
         req = replace(
             request,
             messages=messages,
@@ -89,6 +94,11 @@ async def run_loop(
                 yield Delta(tool_call=ToolCallDelta(i, mine.id, mine.name, mine.arguments))
             finish = "tool_calls"
             break
+        keys = [(c.name, _canonical(c.arguments)) for c in made]
+        if all(k in seen for k in keys):  # nothing new to learn: answer from what it has
+            wrap_up = True
+            continue
+        seen.update(keys)
         outcomes = await asyncio.gather(*(invoke(tools[c.name], c.arguments) for c in made))
         for position, outcome in enumerate(outcomes):
             if on_tool is not None:
@@ -100,5 +110,22 @@ async def run_loop(
                 for c, o in zip(made, outcomes, strict=True)
             ),
         ]
+        if last:
+            break
     yield Delta(finish_reason=finish)
     yield Delta(usage=Usage(prompt, completion))
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
+    except ValueError:
+        return arguments
+
+
+def _nudge(messages: list[Message]) -> str:
+    """The last turn's instruction (as agent frameworks' "generate" early stop does)."""
+    asked = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    if any("\u4e00" <= ch <= "\u9fff" for ch in asked):
+        return "请根据上面工具返回的结果，直接回答最初的问题，不要再调用工具。"
+    return "Answer the original question now from the tool results above, without calling tools."
