@@ -23,7 +23,8 @@ from tests.conftest import LiveServer, make_settings, serve
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-# chains (steps:) and agents (tools:) have their own tests; the rest carry tests for `hearth apps test`
+# chains (steps:) and agents (tools:) have their own tests;
+# the rest carry tests for `hearth apps test`
 EXAMPLES = [
     p
     for p in sorted((ROOT / "examples" / "apps").glob("*.yaml"))
