@@ -251,6 +251,8 @@ def test_bad_tools_sections_are_explained() -> None:
         "tools: [kb_search]": "add 'knowledge:'",
         "tools: [http_get]": "allow-list",
         "tools: [calculator, calculator]": "listed twice",
+        "tools: [nope]": "'nope' is not a tool; use calculator",
+        "tools: [{python: {cpu: 1}}]": "'cpu' was unexpected",
         "max_steps: 3": "add 'tools:'",
         "tool_choice: required": "add 'tools:'",
     }

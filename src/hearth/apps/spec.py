@@ -166,11 +166,28 @@ class App:
         return out
 
 
+def _message(error: Any) -> str:
+    """jsonschema's words, made specific where its own are vague (a ``oneOf`` of tools)."""
+    path = list(error.absolute_path)
+    if error.validator == "oneOf" and len(path) == 2 and path[0] == "tools":
+        if isinstance(error.instance, dict) and error.context:
+            deepest = max(error.context, key=lambda e: len(e.relative_path))
+            if deepest.relative_path:  # inside a known tool's options
+                where = ".".join(str(p) for p in deepest.relative_path)
+                return f"{where}: {deepest.message}"
+        return (
+            f"{error.instance!r} is not a tool; use calculator, kb_search, python, "
+            "{http_get: {allow: [host, ...]}} or {mcp: SERVER} (optionally with options, "
+            "e.g. {python: {cpu_seconds: 5}})"
+        )
+    return str(error.message)
+
+
 def parse_app(text: str, *, source: str = "app", base: Path | None = None) -> App:
     """Read and check an app file; ``base`` is where a relative schema file is found."""
     data, lines = load(text, source)
     problems = [
-        Problem(dotted(e.absolute_path), e.message, lines.get(tuple(e.absolute_path)))
+        Problem(dotted(e.absolute_path), _message(e), lines.get(tuple(e.absolute_path)))
         for e in sorted(_VALIDATOR.iter_errors(data), key=lambda e: list(e.absolute_path))
     ]
     if "variants" not in data and "steps" not in data:
