@@ -39,10 +39,10 @@ def test_tool_results_answer_their_calls(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(model="fake", messages=messages)  # type: ignore[arg-type]
     assert r.choices[0].message.content
     counted = client.post(
-        "/tokens/count", body={"model": "fake", "messages": messages}, cast_to=dict
+        "/tokens/count", body={"model": "fake", "messages": messages}, cast_to=dict[str, Any]
     )
     without = client.post(
-        "/tokens/count", body={"model": "fake", "messages": messages[:1]}, cast_to=dict
+        "/tokens/count", body={"model": "fake", "messages": messages[:1]}, cast_to=dict[str, Any]
     )
     # The calls and their results are part of the prompt, not dropped on the way.
     assert counted["count"] > without["count"] + 10  # type: ignore[index]
