@@ -25,13 +25,15 @@ $(LEGACY)/.installed:
 
 install: $(STAMP)
 
-# System packages the tests use: bubblewrap, the python tool's strongest sandbox.
+# System packages the tests use: bubblewrap (the python tool's strongest sandbox), Chromium
+# and a CJK font (the browser tests; never `playwright install`, which downloads a browser).
 SYSTEM := $(VENV)/.system
+APT := bubblewrap chromium fonts-wqy-microhei
 $(SYSTEM): | $(BIN)/python
-	@if command -v bwrap >/dev/null; then :; \
+	@if command -v bwrap >/dev/null && command -v chromium >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq bubblewrap; \
-	else echo "note: install bubblewrap (apt-get install bubblewrap) for the full python sandbox"; fi
+		apt-get update -qq && apt-get install -y -qq $(APT); \
+	else echo "note: install $(APT) with your package manager for the sandbox and browser tests"; fi
 	touch $@
 
 serve: $(STAMP)
