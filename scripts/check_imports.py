@@ -26,7 +26,7 @@ LAYERS = {
     "evals": 4,
     "server": 5,
     "cli": 5,
-    "webui": 5,
+    "web": 5,
 }
 TOP = {"__init__", "__main__"}  # entry points may import anything
 ROOT = Path(__file__).resolve().parent.parent / "src" / "hearth"

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from hearth import web
 from hearth.config import Settings
 from hearth.engines.registry import ModelRegistry
 from hearth.server import errors, openapi
@@ -60,6 +61,8 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
     openapi.install(app)
     for module in (generate, responses, embeddings, models, tokens, ops, kb, keys, apps):
         app.include_router(module.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static, name="static")
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
     )

@@ -33,6 +33,8 @@ def _model(svc: Services, name: str) -> dict[str, Any]:
         # text), "upstream" (passed through to a remote server), or null.
         "tools": None if spec.embedding else _tools(spec.engine),
         "loaded": name in loaded,
+        # per 1,000 tokens (hearth extension), so clients can show what a call costs
+        "price": {"input": spec.price.input, "output": spec.price.output},
         "description": spec.description,
     }
 

@@ -312,6 +312,18 @@ def _items(body_items: list[Any]) -> list[Item]:
     return [Item("", m.role, m.content) for m in (i.to_domain() for i in body_items)]
 
 
+@router.get("/v1/conversations", responses=errors(400))
+async def list_conversations(
+    limit: int = Query(20, ge=1, le=100),
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """The caller's conversations, most recently updated first (a hearth extension: the
+    Conversations API has no list)."""
+    found = await asyncio.to_thread(svc.conversations.recent, limit=limit, key_id=caller.key_id)
+    return {"object": "list", "data": [conversation_json(c) for c in found]}
+
+
 @router.post("/v1/conversations", responses=errors(400))
 async def create_conversation(
     body: ConversationBody,

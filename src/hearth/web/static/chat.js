@@ -1,0 +1,344 @@
+// The chat page: talks to the HTTP API only (models, conversations, chat completions).
+// Answers stream through fetch + ReadableStream, render as markdown that DOMPurify
+// sanitises after rendering, at most once per animation frame; Stop aborts the request
+// (the server stops generating and logs the partial call).
+
+const M = window.HEARTH_MESSAGES || {};
+export const t = (key, vars = {}) =>
+  (M[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  key: localStorage.getItem("hearth.key") || "",
+  models: new Map(), // id -> model entry (price, owned_by)
+  conversation: null, // {id, metadata}
+  controller: null,
+};
+
+// -- the API ----------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
+  if (state.key) headers.Authorization = `Bearer ${state.key}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && !options.retried) {
+    const key = window.prompt(t("key.prompt"));
+    if (key) {
+      state.key = key.trim();
+      localStorage.setItem("hearth.key", state.key);
+      return api(path, { ...options, retried: true });
+    }
+  }
+  return response;
+}
+
+async function json(path, options) {
+  const response = await api(path, options);
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body?.error?.message || response.statusText);
+  return body;
+}
+
+// -- rendering ----------------------------------------------------------------------------
+DOMPurify.addHook("afterSanitizeAttributes", (node) => {
+  if (node.tagName === "A") {
+    node.setAttribute("target", "_blank");
+    node.setAttribute("rel", "noopener noreferrer");
+  }
+});
+
+export function renderMarkdown(element, text) {
+  // Sanitised after rendering: whatever the markdown produced, no script survives.
+  element.innerHTML = DOMPurify.sanitize(marked.parse(text, { async: false }), {
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "iframe"],
+  });
+}
+
+function bubble(role, text = "") {
+  const div = document.createElement("div");
+  div.className = `msg ${role}`;
+  const body = document.createElement("div");
+  body.className = "body";
+  div.append(body);
+  if (role === "user") body.textContent = text;
+  else renderMarkdown(body, text);
+  $("#messages").append(div);
+  div.scrollIntoView({ block: "end" });
+  return div;
+}
+
+function money(value) {
+  return value.toFixed(value && value < 0.01 ? 6 : 4);
+}
+
+function costOf(model, usage) {
+  const price = state.models.get(model)?.price;
+  if (!price || !usage) return 0;
+  return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1000;
+}
+
+function showMeta(div, usage, cost, stopped) {
+  const meta = document.createElement("div");
+  meta.className = "meta muted";
+  const parts = [];
+  if (usage) {
+    parts.push(t("chat.tokens", { prompt: usage.prompt_tokens, completion: usage.completion_tokens }));
+    parts.push(t("chat.cost", { cost: money(cost) }));
+  }
+  if (stopped) parts.push(t("chat.stopped"));
+  meta.textContent = parts.join(" · ");
+  div.append(meta);
+}
+
+function showSources(div, sources) {
+  if (!sources?.length) return;
+  const head = document.createElement("div");
+  head.className = "muted";
+  head.textContent = t("chat.sources");
+  const list = document.createElement("ol");
+  list.className = "sources";
+  for (const s of sources) {
+    const item = document.createElement("li");
+    const link = document.createElement("a");
+    const where = [s.document, s.page ? `p. ${s.page}` : "", s.section || ""].filter(Boolean);
+    link.textContent = where.join(" · ");
+    link.addEventListener("click", () => {
+      $("#chunk-text").textContent = s.text || "";
+      $("#chunk-dialog").showModal();
+    });
+    item.append(link);
+    list.append(item);
+  }
+  div.append(head, list);
+}
+
+function showTotal() {
+  const m = state.conversation?.metadata || {};
+  $("#conversation-total").textContent = m.tokens
+    ? t("chat.total", { tokens: m.tokens, cost: money(Number(m.cost || 0)) })
+    : "";
+}
+
+// -- models and conversations ----------------------------------------------------------------
+async function loadModels() {
+  const { data } = await json("/v1/models");
+  const select = $("#model");
+  select.textContent = "";
+  for (const m of data) {
+    if (m.embedding) continue;
+    state.models.set(m.id, m);
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent = m.owned_by === "app" ? `${m.id} (app)` : m.id;
+    select.append(option);
+  }
+}
+
+async function loadConversations() {
+  const { data } = await json("/v1/conversations?limit=100");
+  const list = $("#conversations");
+  list.textContent = "";
+  $("#no-conversations").hidden = data.length > 0;
+  for (const c of data) {
+    const item = document.createElement("li");
+    item.dataset.id = c.id;
+    item.classList.toggle("current", c.id === state.conversation?.id);
+    const title = document.createElement("span");
+    title.className = "title";
+    title.textContent = c.metadata?.title || t("chat.untitled");
+    const rename = document.createElement("button");
+    rename.type = "button";
+    rename.className = "rename";
+    rename.textContent = t("chat.rename");
+    rename.addEventListener("click", async (e) => {
+      e.stopPropagation();
+      const name = window.prompt(t("chat.rename_prompt"), title.textContent);
+      if (!name) return;
+      await saveMetadata(c, { title: name.slice(0, 200) });
+      await loadConversations();
+    });
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "delete";
+    remove.textContent = t("chat.delete");
+    remove.addEventListener("click", async (e) => {
+      e.stopPropagation();
+      if (!window.confirm(t("chat.delete_confirm"))) return;
+      await json(`/v1/conversations/${c.id}`, { method: "DELETE" });
+      if (state.conversation?.id === c.id) newChat();
+      await loadConversations();
+    });
+    item.append(title, rename, remove);
+    item.addEventListener("click", () => openConversation(c));
+    list.append(item);
+  }
+}
+
+async function saveMetadata(conversation, changes) {
+  const metadata = { ...(conversation.metadata || {}), ...changes };
+  const saved = await json(`/v1/conversations/${conversation.id}`, {
+    method: "POST",
+    body: JSON.stringify({ metadata }),
+  });
+  conversation.metadata = saved.metadata;
+  return saved;
+}
+
+async function openConversation(c) {
+  state.conversation = c;
+  history.replaceState(null, "", `/chat?c=${encodeURIComponent(c.id)}`);
+  $("#messages").textContent = "";
+  if (c.metadata?.model && state.models.has(c.metadata.model)) $("#model").value = c.metadata.model;
+  const { data } = await json(`/v1/conversations/${c.id}/items?limit=100&order=asc`);
+  for (const item of data) {
+    const text = (item.content || []).map((p) => p.text || "").join("");
+    bubble(item.role === "user" ? "user" : "assistant", text);
+  }
+  showTotal();
+  for (const li of document.querySelectorAll("#conversations li")) {
+    li.classList.toggle("current", li.dataset.id === c.id);
+  }
+}
+
+function newChat() {
+  state.conversation = null;
+  history.replaceState(null, "", "/chat");
+  $("#messages").textContent = "";
+  showTotal();
+  $("#input").focus();
+}
+
+// -- sending and streaming ---------------------------------------------------------------------
+async function send() {
+  const input = $("#input");
+  const text = input.value.trim();
+  if (!text || state.controller) return;
+  const model = $("#model").value;
+  input.value = "";
+  if (!state.conversation) {
+    state.conversation = await json("/v1/conversations", {
+      method: "POST",
+      body: JSON.stringify({ metadata: { title: text.slice(0, 60), model } }),
+    });
+    history.replaceState(null, "", `/chat?c=${encodeURIComponent(state.conversation.id)}`);
+    loadConversations();
+  }
+  bubble("user", text);
+  const div = bubble("assistant");
+  const body = div.querySelector(".body");
+  const controller = new AbortController();
+  state.controller = controller;
+  $("#stop").hidden = false;
+  $("#send").disabled = true;
+  let answer = "";
+  let usage = null;
+  let sources = null;
+  let stopped = false;
+  let scheduled = false;
+  const paint = () => {
+    scheduled = false;
+    renderMarkdown(body, answer);
+    div.scrollIntoView({ block: "end" });
+  };
+  try {
+    const response = await api("/v1/chat/completions", {
+      method: "POST",
+      signal: controller.signal,
+      body: JSON.stringify({
+        model,
+        messages: [{ role: "user", content: text }],
+        conversation: state.conversation.id,
+        stream: true,
+        stream_options: { include_usage: true },
+      }),
+    });
+    if (!response.ok) {
+      const err = await response.json().catch(() => ({}));
+      throw new Error(err?.error?.message || response.statusText);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data:")) continue;
+          const raw = line.slice(5).trim();
+          if (raw === "[DONE]") continue;
+          const chunk = JSON.parse(raw);
+          if (chunk.error) throw new Error(chunk.error.message);
+          const delta = chunk.choices?.[0]?.delta?.content;
+          if (delta) {
+            answer += delta;
+            if (!scheduled) {
+              scheduled = true;
+              requestAnimationFrame(paint);
+            }
+          }
+          if (chunk.usage) usage = chunk.usage;
+          if (chunk.sources) sources = chunk.sources;
+        }
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") stopped = true;
+    else {
+      const note = document.createElement("p");
+      note.className = "error";
+      note.textContent = t("chat.error", { message: error.message });
+      div.append(note);
+    }
+  } finally {
+    state.controller = null;
+    $("#stop").hidden = true;
+    $("#send").disabled = false;
+  }
+  paint();
+  const cost = costOf(model, usage);
+  showMeta(div, usage, cost, stopped);
+  showSources(div, sources);
+  if (usage) {
+    const m = state.conversation.metadata || {};
+    await saveMetadata(state.conversation, {
+      tokens: String(Number(m.tokens || 0) + usage.total_tokens),
+      cost: String(Number(m.cost || 0) + cost),
+      model,
+    });
+    showTotal();
+  }
+}
+
+// -- wiring ----------------------------------------------------------------------------------
+function wire() {
+  const input = $("#input");
+  input.addEventListener("keydown", (e) => {
+    // Enter sends; Shift+Enter breaks the line; Enter while an IME composes picks a candidate.
+    if (e.key !== "Enter" || e.shiftKey || e.isComposing || e.keyCode === 229) return;
+    e.preventDefault();
+    send();
+  });
+  $("#composer").addEventListener("submit", (e) => {
+    e.preventDefault();
+    send();
+  });
+  $("#stop").addEventListener("click", () => state.controller?.abort());
+  $("#new-chat").addEventListener("click", newChat);
+}
+
+async function start() {
+  wire();
+  await loadModels();
+  await loadConversations();
+  const wanted = new URLSearchParams(location.search).get("c");
+  if (wanted) {
+    const found = await json(`/v1/conversations/${wanted}`).catch(() => null);
+    if (found) await openConversation(found);
+  }
+  document.body.dataset.ready = "true";
+}
+
+start();

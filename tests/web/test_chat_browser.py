@@ -1,0 +1,145 @@
+"""The chat page in a real Chromium against a real server (fake engine): streaming with
+markdown, output that cannot run script, Enter / Shift+Enter / IME, stop, conversations
+that survive a reload, tokens and cost, sources, and the language switch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.browser
+
+XSS = (
+    "Look: <img src=x onerror=\"window.__xss='img'\"> and "
+    "[a link](javascript:window.__xss='link') and <script>window.__xss='script'</script> "
+    "**bold** and `code`"
+)
+CONFIG = f"""
+[models.fake]
+engine = "fake"
+script = ["Hello **world**, here is `code`.\\n\\n- one\\n- two"]
+price = {{ input = 1.0, output = 2.0 }}
+
+[models.evil]
+engine = "fake"
+script = [{json.dumps(XSS)}]
+
+[models.slow]
+engine = "fake"
+delay = 0.05
+script = ["{"word " * 200}"]
+"""
+
+
+@pytest.fixture
+def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
+    return server_factory(CONFIG, served=["fake", "evil", "slow"])
+
+
+def open_chat(page: Page, live: LiveServer, query: str = "") -> None:
+    page.goto(f"{live.url}/chat{query}")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+
+
+def ask(page: Page, text: str) -> None:
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+
+
+def test_answer_streams_as_markdown_with_tokens_and_cost(page: Page, live: LiveServer) -> None:
+    open_chat(page, live)
+    ask(page, "hi")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator("strong")).to_have_text("world")
+    expect(answer.locator("code")).to_have_text("code")
+    expect(answer.locator("li")).to_have_count(2)
+    expect(answer.locator(".meta")).to_contain_text("tokens")
+    expect(answer.locator(".meta")).to_contain_text("cost")
+    expect(page.locator("#conversation-total")).to_contain_text("tokens")
+
+
+def test_model_output_cannot_run_script(page: Page, live: LiveServer) -> None:
+    open_chat(page, live)
+    page.select_option("#model", "evil")
+    ask(page, "be evil")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator("strong")).to_have_text("bold")
+    expect(answer.locator("img")).to_have_count(1)
+    assert answer.locator("img").get_attribute("onerror") is None
+    assert answer.locator("script").count() == 0
+    link = answer.locator("a", has_text="a link")
+    assert not (link.get_attribute("href") or "").startswith("javascript:")
+    link.click()
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__xss") is None
+
+
+def test_enter_shift_enter_and_ime(page: Page, live: LiveServer) -> None:
+    open_chat(page, live)
+    page.fill("#input", "line one")
+    page.press("#input", "Shift+Enter")
+    page.keyboard.type("line two")
+    assert page.input_value("#input") == "line one\nline two"
+    assert page.locator(".msg.user").count() == 0
+    # Enter while an IME composes confirms the candidate: nothing is sent.
+    page.evaluate(
+        """() => document.querySelector('#input').dispatchEvent(new KeyboardEvent('keydown',
+        {key: 'Enter', code: 'Enter', isComposing: true, keyCode: 229, bubbles: true,
+         cancelable: true}))"""
+    )
+    page.wait_for_timeout(200)
+    assert page.locator(".msg.user").count() == 0
+    page.press("#input", "Enter")
+    expect(page.locator(".msg.user")).to_have_text("line one\nline two")
+
+
+def test_stop_ends_the_generation_and_the_call_is_logged(page: Page, live: LiveServer) -> None:
+    open_chat(page, live)
+    page.select_option("#model", "slow")
+    ask(page, "go on")
+    expect(page.locator("#stop")).to_be_visible()
+    expect(page.locator(".msg.assistant .body")).to_contain_text("word")
+    page.click("#stop")
+    expect(page.locator(".msg.assistant .meta")).to_contain_text("stopped")
+    expect(page.locator("#stop")).to_be_hidden()
+    text = page.locator(".msg.assistant .body").inner_text()
+    assert 0 < text.count("word") < 200
+    page.wait_for_timeout(500)
+    rows = [r for r in live.services().calllog.recent(10) if r.model == "slow"]
+    assert rows and rows[0].status == "cancelled"
+
+
+def test_conversations_survive_reload_and_can_be_renamed_and_deleted(
+    page: Page, live: LiveServer
+) -> None:
+    open_chat(page, live)
+    ask(page, "第一个问题")
+    expect(page.locator(".msg.assistant .meta")).to_be_visible()
+    expect(page.locator("#conversations li")).to_have_count(1)
+    page.reload()
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.locator(".msg.user")).to_have_text("第一个问题")  # reopened from the URL
+    expect(page.locator(".msg.assistant")).to_contain_text("world")
+    expect(page.locator("#conversations li .title")).to_have_text("第一个问题")
+    page.once("dialog", lambda d: d.accept("改过的名字"))
+    page.click("#conversations li .rename")
+    expect(page.locator("#conversations li .title")).to_have_text("改过的名字")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#conversations li .delete")
+    expect(page.locator("#conversations li")).to_have_count(0)
+    assert live.services().conversations.recent() == []
+
+
+def test_language_follows_the_browser_and_the_switch(page: Page, live: LiveServer) -> None:
+    open_chat(page, live)
+    expect(page.locator("#send")).to_have_text("Send")
+    page.click("#lang-switch")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.locator("#send")).to_have_text("发送")
+    page.goto(f"{live.url}/chat")  # the choice is remembered
+    expect(page.locator("#send")).to_have_text("发送")
