@@ -190,9 +190,15 @@ class CallLog:
         )
         return [ModerationRecord(**row) for row in rows]
 
-    def recent(self, limit: int = 50) -> list[CallRecord]:
-        """The newest calls first."""
-        rows = self.db.query(f"{_SELECT} ORDER BY created DESC, rowid DESC LIMIT ?", (limit,))
+    def recent(self, limit: int = 50, *, key_id: str | None = None) -> list[CallRecord]:
+        """The newest calls first; ``key_id``: one key's only."""
+        if key_id is None:
+            rows = self.db.query(f"{_SELECT} ORDER BY created DESC, rowid DESC LIMIT ?", (limit,))
+        else:
+            rows = self.db.query(
+                f"{_SELECT} WHERE key_id = ? ORDER BY created DESC, rowid DESC LIMIT ?",
+                (key_id, limit),
+            )
         return [_record(row) for row in rows]
 
     def runs(self, app: str, limit: int = 20) -> list[list[CallRecord]]:
@@ -218,6 +224,7 @@ class CallLog:
         *,
         by: tuple[str, ...] = ("day", "model"),
         key_id: str | None = None,
+        until: datetime.date | None = None,
     ) -> list[UsageRow]:
         """Totals from ``since`` (a UTC day, inclusive) on, grouped by ``by`` (any of
         ``GROUPS``), for one key's calls or, with ``key_id`` None, everyone's."""
@@ -232,6 +239,9 @@ class CallLog:
         if key_id is not None:
             where += " AND c.key_id = ?"
             params.append(key_id)
+        if until is not None:  # inclusive: the whole of that UTC day
+            where += " AND c.created < ?"
+            params.append(_start(until) + 86400)
         sql = (
             f"SELECT {', '.join(columns)}, {_TOTALS} FROM calls c "
             f"LEFT JOIN api_keys k ON k.id = c.key_id WHERE {where} "

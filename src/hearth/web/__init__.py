@@ -68,3 +68,13 @@ async def home(request: Request) -> Response:
 @router.get("/chat")
 async def chat(request: Request) -> Response:
     return page(request, "chat.html", active="chat")
+
+
+@router.get("/usage")
+async def usage(request: Request) -> Response:
+    return page(request, "usage.html", active="usage")
+
+
+@router.get("/apps")
+async def apps(request: Request) -> Response:
+    return page(request, "apps.html", active="apps")

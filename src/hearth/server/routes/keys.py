@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import ConfigDict, Field
 
+from hearth.errors import PermissionDenied
 from hearth.server.auth import Caller, authenticate
 from hearth.server.openapi import errors
 from hearth.server.protocol import NonEmpty, RequestBody
@@ -88,7 +89,8 @@ async def revoke_key(
 @router.get("/v1/usage", responses=errors(400))
 async def usage(
     since: dt.date | None = Query(default=None, description="first UTC day, YYYY-MM-DD"),
-    by: str = Query(default="day,model", description="comma-separated: day, model, key"),
+    until: dt.date | None = Query(default=None, description="last UTC day, YYYY-MM-DD"),
+    by: str = Query(default="day,model", description="comma-separated: day, model, key, app"),
     svc: Services = Depends(services),
     caller: Caller = Depends(authenticate),
 ) -> dict[str, Any]:
@@ -96,5 +98,30 @@ async def usage(
     other key sees its own."""
     groups = parse_groups(by)
     own = None if caller.admin else caller.key_id
-    rows = await asyncio.to_thread(svc.calllog.usage, since, by=groups, key_id=own)
+    rows = await asyncio.to_thread(svc.calllog.usage, since, by=groups, key_id=own, until=until)
     return {"object": "list", "by": list(groups), "data": [dataclasses.asdict(r) for r in rows]}
+
+
+@router.get("/v1/usage/calls", responses=errors(400))
+async def recent_calls(
+    limit: int = Query(default=50, ge=1, le=500),
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """The newest calls with their latency (an admin key sees everyone's)."""
+    own = None if caller.admin else caller.key_id
+    rows = await asyncio.to_thread(svc.calllog.recent, limit, key_id=own)
+    return {"object": "list", "data": [dataclasses.asdict(r) for r in rows]}
+
+
+@router.get("/v1/usage/moderation", responses=errors(400, 403))
+async def moderation_hits(
+    since: dt.date | None = Query(default=None, description="first UTC day, YYYY-MM-DD"),
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """Moderation hits by app, list, category, action and direction (admin keys)."""
+    if not caller.admin:
+        raise PermissionDenied("moderation hits are for admin keys")
+    rows = await asyncio.to_thread(svc.calllog.moderation, since)
+    return {"object": "list", "data": [dataclasses.asdict(r) for r in rows]}

@@ -3,40 +3,13 @@
 // sanitises after rendering, at most once per animation frame; Stop aborts the request
 // (the server stops generating and logs the partial call).
 
-const M = window.HEARTH_MESSAGES || {};
-export const t = (key, vars = {}) =>
-  (M[key] ?? key).replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+import { $, api, json, money, t } from "./common.js";
 
-const $ = (sel) => document.querySelector(sel);
 const state = {
-  key: localStorage.getItem("hearth.key") || "",
   models: new Map(), // id -> model entry (price, owned_by)
   conversation: null, // {id, metadata}
   controller: null,
 };
-
-// -- the API ----------------------------------------------------------------------------
-async function api(path, options = {}) {
-  const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
-  if (state.key) headers.Authorization = `Bearer ${state.key}`;
-  const response = await fetch(path, { ...options, headers });
-  if (response.status === 401 && !options.retried) {
-    const key = window.prompt(t("key.prompt"));
-    if (key) {
-      state.key = key.trim();
-      localStorage.setItem("hearth.key", state.key);
-      return api(path, { ...options, retried: true });
-    }
-  }
-  return response;
-}
-
-async function json(path, options) {
-  const response = await api(path, options);
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body?.error?.message || response.statusText);
-  return body;
-}
 
 // -- rendering ----------------------------------------------------------------------------
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
@@ -64,10 +37,6 @@ function bubble(role, text = "") {
   $("#messages").append(div);
   div.scrollIntoView({ block: "end" });
   return div;
-}
-
-function money(value) {
-  return value.toFixed(value && value < 0.01 ? 6 : 4);
 }
 
 function costOf(model, usage) {

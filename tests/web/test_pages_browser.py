@@ -1,0 +1,78 @@
+"""The apps and usage pages in Chromium against a real server (fake engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import openai
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.browser
+
+CONFIG = """
+[models.fake]
+engine = "fake"
+script = ["你好！"]
+price = { input = 1.0, output = 2.0 }
+"""
+APP = """app: greeter
+description: Says hello
+variants:
+  default:
+    model: fake
+    system: Greet the user.
+"""
+
+
+@pytest.fixture
+def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
+    server = server_factory(CONFIG, served=["fake"])
+    (server.settings.home / "apps").mkdir(exist_ok=True)
+    (server.settings.home / "apps" / "greeter.yaml").write_text(APP)
+    return server
+
+
+def test_apps_page_edits_with_errors_at_their_line(page: Page, live: LiveServer) -> None:
+    page.goto(f"{live.url}/apps")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.locator("#apps tbody tr")).to_have_count(1)
+    expect(page.locator("#apps tbody")).to_contain_text("greeter")
+    page.click("#apps .edit")
+    expect(page.locator("#editor")).to_have_value(APP)
+    broken = APP.replace(
+        "    system: Greet the user.", "    system: Hi {{ nobody }}\n    colour: red"
+    )
+    page.fill("#editor", broken)
+    page.click("#check")
+    problems = page.locator("#problems li")
+    expect(problems.first).to_be_visible()
+    lines = {problems.nth(i).get_attribute("data-line") for i in range(problems.count())}
+    assert lines & {"5", "6"}, lines  # where the mistakes are
+    page.fill("#editor", APP.replace("Says hello", "Says hello warmly"))
+    page.click("#save")
+    expect(page.locator("#status")).to_have_text("Saved")
+    text = (live.settings.home / "apps" / "greeter.yaml").read_text()
+    assert "Says hello warmly" in text
+
+
+def test_usage_page_shows_calls_by_model_and_app(page: Page, live: LiveServer) -> None:
+    client = openai.OpenAI(base_url=live.base_url, api_key="none")
+    for model in ("fake", "fake", "greeter"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    page.goto(f"{live.url}/usage")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    by_model = page.locator("#by-model tbody tr")
+    expect(by_model).to_have_count(1)
+    expect(by_model.first).to_contain_text("fake")
+    assert by_model.first.locator("td").nth(1).inner_text() == "3"  # calls
+    expect(page.locator("#by-app tbody")).to_contain_text("greeter")
+    expect(page.locator("#recent tbody tr")).to_have_count(3)
+    expect(page.locator("#chart canvas")).to_have_count(1)
+    # A range with no calls in it.
+    page.fill("#since", "2001-01-01")
+    page.fill("#until", "2001-01-02")
+    page.click("#range button")
+    expect(page.locator("#by-model tbody")).to_contain_text("Nothing in this range")
