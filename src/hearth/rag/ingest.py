@@ -106,6 +106,7 @@ def ingest(
     max_tokens: int = 256,
     overlap: int = 32,
     on_progress: Callable[[Progress], None] | None = None,
+    on_embedding: Callable[[str], None] | None = None,
 ) -> IngestReport:
     info = store.get_kb(kb)
     check_same(info.embed_model, info.dim, embedder)
@@ -134,6 +135,8 @@ def ingest(
     items = _ahead(files, prepare)
     for done, item in enumerate(items, start=1):
         if isinstance(item, _Parsed) and item.chunks:
+            if on_embedding is not None:
+                on_embedding(item.record.name)
             vectors = _embed(embedder, item.chunks)
             pending.append(NewDocument(item.record, item.chunks, vectors, item.keywords))
             pending_chunks += len(item.chunks)

@@ -26,6 +26,7 @@ from hearth.server.routes import (
     tokens,
 )
 from hearth.server.services import Services
+from hearth.server.uploads import Ingestor
 from hearth.storage.calllog import open_calllog
 
 log = logging.getLogger("hearth.server")
@@ -41,11 +42,14 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
             settings, registry, open_calllog(settings.db_url), Metrics(registry.loaded)
         )
         app.state.services = services
+        app.state.ingestor = Ingestor(services)
+        app.state.ingestor.start()
         for name in preload or []:
             await registry.get(name)
         try:
             yield
         finally:
+            await app.state.ingestor.close()
             await services.hooks.aclose()
             await registry.close()
             services.close()

@@ -167,6 +167,25 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        6,
+        "knowledge-base uploads ingested in the background, with their state",
+        """
+        CREATE TABLE uploads (
+            id TEXT PRIMARY KEY,
+            kb TEXT NOT NULL,
+            document TEXT NOT NULL,
+            path TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            error TEXT,
+            chunks INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX uploads_kb ON uploads (kb, created);
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"

@@ -78,3 +78,8 @@ async def usage(request: Request) -> Response:
 @router.get("/apps")
 async def apps(request: Request) -> Response:
     return page(request, "apps.html", active="apps")
+
+
+@router.get("/kb")
+async def knowledge(request: Request) -> Response:
+    return page(request, "kb.html", active="kb")

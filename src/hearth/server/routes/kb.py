@@ -26,6 +26,7 @@ from hearth.server.openapi import STREAMED, errors
 from hearth.server.protocol import RequestBody
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
+from hearth.server.uploads import upload_json
 from hearth.types import ChatRequest, GenerationParams, Message
 
 router = APIRouter(prefix="/v1/knowledge_bases")
@@ -135,6 +136,51 @@ async def upload(
         emb = await asyncio.to_thread(embedder_of, kb)
         report = await asyncio.to_thread(ingest, svc.kb, emb, name, paths)
     return dataclasses.asdict(report) | {"chunks_per_second": report.chunks_per_second}
+
+
+@router.post("/{name}/uploads", status_code=202, responses=errors(400, 403, 404, 413))
+async def upload_later(
+    name: str,
+    files: list[UploadFile],
+    http: Request,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """Multipart upload (field ``files``, repeatable) answered at once: each file is queued
+    and ingested in the background; ``GET`` this path shows each one's state."""
+    svc.check_kb(caller, name)
+    caller.require_admin("Adding documents")
+    await asyncio.to_thread(svc.kb.get_kb, name)
+    limit = svc.settings.max_upload_bytes
+    ingestor = http.app.state.ingestor
+    queued = []
+    for f in files:
+        filename = Path(f.filename or "").name
+        if not filename or filename.startswith("."):
+            raise UserError("every uploaded file needs a file name", param="files")
+        data = await f.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(
+                f"{filename} is larger than the upload limit of {limit} bytes "
+                "(setting max_upload_bytes)",
+                param="files",
+            )
+        queued.append(upload_json(await ingestor.submit(name, filename, data)))
+    return {"object": "list", "data": queued}
+
+
+@router.get("/{name}/uploads", responses=errors(404))
+async def uploads(
+    name: str,
+    http: Request,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """The latest uploads to this knowledge base and their states, newest first."""
+    svc.check_kb(caller, name)
+    await asyncio.to_thread(svc.kb.get_kb, name)
+    found = await asyncio.to_thread(http.app.state.ingestor.store.of, name)
+    return {"object": "list", "data": [upload_json(u) for u in found]}
 
 
 @router.get("/{name}/documents", responses=errors(404))

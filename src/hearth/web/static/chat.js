@@ -68,7 +68,8 @@ function showSources(div, sources) {
   for (const s of sources) {
     const item = document.createElement("li");
     const link = document.createElement("a");
-    const where = [s.document, s.page ? `p. ${s.page}` : "", s.section || ""].filter(Boolean);
+    const section = Array.isArray(s.section) ? s.section.join(" › ") : s.section || "";
+    const where = [s.document, s.page ? `p. ${s.page}` : "", section].filter(Boolean);
     link.textContent = where.join(" · ");
     link.addEventListener("click", () => {
       $("#chunk-text").textContent = s.text || "";
