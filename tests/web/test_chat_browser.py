@@ -143,3 +143,41 @@ def test_language_follows_the_browser_and_the_switch(page: Page, live: LiveServe
     expect(page.locator("#send")).to_have_text("发送")
     page.goto(f"{live.url}/chat")  # the choice is remembered
     expect(page.locator("#send")).to_have_text("发送")
+
+
+KNOWING = """\
+app: knowing
+inputs: {shop: {type: string, default: 小面馆}}
+variants:
+  default:
+    model: fake
+    system: 你是{{ shop }}的客服。
+    user: "{{ input }}"
+knowledge: {kb: faq, k: 2, max_tokens: 300}
+"""
+
+
+def test_an_app_with_variables_answers_with_sources(page: Page, live: LiveServer) -> None:
+    import httpx
+
+    from tests.web.test_kb_browser import SHOP
+
+    base = live.base_url + "/knowledge_bases"
+    assert httpx.post(base, json={"name": "faq"}).status_code == 201
+    files = [("files", (p.name, p.read_bytes())) for p in sorted(SHOP.iterdir())]
+    assert httpx.post(f"{base}/faq/documents", files=files, timeout=300).status_code == 200
+    (live.settings.home / "apps").mkdir(exist_ok=True)
+    (live.settings.home / "apps" / "knowing.yaml").write_text(KNOWING, encoding="utf-8")
+    open_chat(page, live)
+    page.select_option("#model", "knowing")
+    expect(page.locator("#variables input[name=shop]")).to_have_value("小面馆")
+    page.fill("#variables input[name=shop]", "大面馆")
+    ask(page, "周一营业吗？")
+    answer = page.locator(".msg.assistant").last
+    sources = answer.locator(".sources li a")
+    expect(sources.first).to_contain_text("营业与预约.md")
+    sources.first.click()
+    expect(page.locator("#chunk-dialog")).to_be_visible()
+    assert page.locator("#chunk-text").inner_text().strip()
+    rows = [r for r in live.services().calllog.recent(5) if r.app == "knowing"]
+    assert rows and rows[0].tokens_knowledge

@@ -103,6 +103,40 @@ async function loadModels() {
   }
 }
 
+async function showVariables() {
+  const box = $("#variables");
+  box.textContent = "";
+  const entry = state.models.get($("#model").value);
+  box.hidden = entry?.owned_by !== "app";
+  if (box.hidden) return;
+  const app = await json(`/v1/apps/${encodeURIComponent(entry.id)}`);
+  for (const [name, spec] of Object.entries(app.inputs || {})) {
+    const label = document.createElement("label");
+    label.textContent = `${name}${spec.required ? " *" : ""} `;
+    const input = document.createElement("input");
+    input.name = name;
+    input.dataset.type = spec.type;
+    input.value = spec.default ?? "";
+    input.title = spec.description || "";
+    label.append(input);
+    box.append(label);
+  }
+  box.hidden = !box.childElementCount;
+}
+
+function variables() {
+  const out = {};
+  for (const input of document.querySelectorAll("#variables input")) {
+    if (input.value === "") continue;
+    const type = input.dataset.type;
+    out[input.name] =
+      type === "integer" || type === "number" ? Number(input.value)
+      : type === "boolean" ? input.value === "true"
+      : input.value;
+  }
+  return out;
+}
+
 async function loadConversations() {
   const { data } = await json("/v1/conversations?limit=100");
   const list = $("#conversations");
@@ -157,7 +191,10 @@ async function openConversation(c) {
   state.conversation = c;
   history.replaceState(null, "", `/chat?c=${encodeURIComponent(c.id)}`);
   $("#messages").textContent = "";
-  if (c.metadata?.model && state.models.has(c.metadata.model)) $("#model").value = c.metadata.model;
+  if (c.metadata?.model && state.models.has(c.metadata.model)) {
+    $("#model").value = c.metadata.model;
+    await showVariables();
+  }
   const { data } = await json(`/v1/conversations/${c.id}/items?limit=100&order=asc`);
   for (const item of data) {
     const text = (item.content || []).map((p) => p.text || "").join("");
@@ -217,6 +254,7 @@ async function send() {
         model,
         messages: [{ role: "user", content: text }],
         conversation: state.conversation.id,
+        ...(state.models.get(model)?.owned_by === "app" ? { variables: variables() } : {}),
         stream: true,
         stream_options: { include_usage: true },
       }),
@@ -297,11 +335,13 @@ function wire() {
   });
   $("#stop").addEventListener("click", () => state.controller?.abort());
   $("#new-chat").addEventListener("click", newChat);
+  $("#model").addEventListener("change", showVariables);
 }
 
 async function start() {
   wire();
   await loadModels();
+  await showVariables();
   await loadConversations();
   const wanted = new URLSearchParams(location.search).get("c");
   if (wanted) {
