@@ -51,12 +51,27 @@ function draw(rows) {
     {
       width: Math.min(el.clientWidth || 800, 900),
       height: 240,
+      scales: {
+        x: { time: true, range: (u, min, max) => [min - 86400, max + 86400] },
+        tokens: { range: (u, min, max) => [0, Math.max(max * 1.1, 1)] },
+        cost: { range: (u, min, max) => [0, Math.max(max * 1.1, 1e-6)] },
+      },
       series: [
         {},
-        { label: t("usage.tokens"), stroke: "#1f6feb", scale: "tokens" },
-        { label: t("usage.cost"), stroke: "#d1242f", scale: "cost" },
+        { label: t("usage.tokens"), stroke: "#1f6feb", scale: "tokens", points: { size: 7 } },
+        {
+          label: t("usage.cost"),
+          stroke: "#d1242f",
+          scale: "cost",
+          points: { size: 7 },
+          value: (u, v) => (v == null ? "--" : money(v)),
+        },
       ],
-      axes: [{}, { scale: "tokens" }, { scale: "cost", side: 1 }],
+      axes: [
+        {},
+        { scale: "tokens" },
+        { scale: "cost", side: 1, size: 70, values: (u, ticks) => ticks.map((v) => money(v)) },
+      ],
     },
     [days, rows.map((r) => r.total_tokens), rows.map((r) => r.cost)],
     el,
