@@ -108,3 +108,12 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     yield start
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an event loop running in the main thread for the rest of the
+    session, after which `asyncio.run` (used by the CLI and by many tests) refuses to start.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
