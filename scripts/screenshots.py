@@ -6,6 +6,7 @@ Debian's Chromium against a server on scripted models with a little data in it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -20,11 +21,15 @@ from hearth.server import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "screenshots"
-CONFIG = """
+REPLY = (
+    "周一店休；**周二至周日 10:30–21:30** 营业 [1]。\n\n"
+    "- 午市高峰 11:30–13:00\n- 10 人以上请提前一天登记"
+)
+CONFIG = f"""
 [models.qwen-demo]
 engine = "fake"
-script = ["周一店休；**周二至周日 10:30–21:30** 营业 [1]。\\n\\n- 午市高峰 11:30–13:00\\n- 10 人以上请提前一天登记"]
-price = { input = 0.002, output = 0.006 }
+script = [{json.dumps(REPLY, ensure_ascii=False)}]
+price = {{ input = 0.002, output = 0.006 }}
 """
 
 
@@ -34,9 +39,9 @@ def main() -> None:
         (home / "config.toml").write_text(CONFIG, encoding="utf-8")
         (home / "apps").mkdir()
         (home / "apps" / "review-reply.yaml").write_text(
-            (ROOT / "examples" / "apps" / "react.yaml").read_text().replace(
-                "qwen2.5-0.5b-instruct", "qwen-demo"
-            ),
+            (ROOT / "examples" / "apps" / "react.yaml")
+            .read_text()
+            .replace("qwen2.5-0.5b-instruct", "qwen-demo"),
             encoding="utf-8",
         )
         settings = load_settings(home=home, env={}).with_served(["qwen-demo"])

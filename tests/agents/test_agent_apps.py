@@ -271,3 +271,14 @@ def test_an_unknown_mcp_server_is_a_clear_error(live: LiveServer) -> None:
     )
     assert resp.status_code == 400
     assert "[mcp.nowhere]" in resp.json()["error"]["message"]
+
+
+def test_the_run_endpoint_runs_the_agent_loop_too(live: LiveServer) -> None:
+    r = httpx.post(live.base_url + "/apps/calc-app/run", json={"input": "(17+25)*3 是多少？"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["output"] == "答案是 126。"
+    (step,) = body["run"]["tools"]
+    assert step["tool"] == "calculator" and step["ok"]
+    (row,) = live.services().calllog.tools(body["run"]["id"])
+    assert row.result == "126"

@@ -494,3 +494,49 @@ json_schema = false
     # in valid JSON: one re-ask shows the schema was asked for in the prompt and checked
     asks = [r for r in upstream.services().calllog.recent(5) if r.model == "sloppy"]
     assert len(asks) == 2
+
+
+TESTED = (
+    GREETER
+    + """\
+tests:
+  - name: greets
+    vars: {shop: Noodle Bar}
+    input: hello
+    assert: [{type: contains, value: "Customer says: hello"}, {type: max-length, value: 500}]
+  - name: no link
+    vars: {shop: 面馆}
+    input: 你好
+    assert: [{type: not-contains, value: http}]
+"""
+)
+
+
+def test_an_apps_tests_run_over_http_as_a_matrix(live: LiveServer) -> None:
+    base = live.base_url + "/apps"
+    no_tests = httpx.post(base + "/greeter/test")
+    assert_openai_error(no_tests, 400)
+    assert "tests" in no_tests.json()["error"]["message"]
+    assert_openai_error(httpx.post(base + "/nobody/test"), 404)
+    assert httpx.put(base + "/greeter", content=TESTED).status_code == 200
+    report = httpx.post(base + "/greeter/test", timeout=60).json()
+    assert report["object"] == "app.test" and report["models"] == ["echo", "other"]
+    cells = {(r["case"], r["model"]): r for r in report["results"]}
+    assert set(cells) == {(c, m) for c in ("greets", "no link") for m in ("echo", "other")}
+    # the echo model repeats the prompt; the other model's scripted answer lacks it
+    assert cells["greets", "echo"]["passed"] is True
+    assert cells["greets", "other"]["passed"] is False
+    assert cells["greets", "other"]["variant"] == "other"
+    failed = [a for a in cells["greets", "other"]["assertions"] if not a["passed"]]
+    assert [a["assertion"] for a in failed] == ['contains "Customer says: hello"']
+    assert cells["no link", "other"]["passed"] is True
+    assert (report["passed"], report["total"]) == (3, 4)
+    only = httpx.post(base + "/greeter/test", json={"models": ["other"]}).json()
+    assert {r["model"] for r in only["results"]} == {"other"}
+    # an unknown model is that cell's failure, not the request's
+    missing = httpx.post(base + "/greeter/test", json={"models": ["ghost"]}).json()
+    assert missing["passed"] == 0 and "ghost" in missing["results"][0]["error"]
+    unknown_field = httpx.post(base + "/greeter/test", json={"model": "echo"})
+    assert_openai_error(unknown_field, 400)
+    rows = live.services().calllog.recent(limit=50)
+    assert sum(r.endpoint == "apps.test" for r in rows) >= 4

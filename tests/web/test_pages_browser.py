@@ -17,6 +17,9 @@ CONFIG = """
 engine = "fake"
 script = ["你好！"]
 price = { input = 1.0, output = 2.0 }
+
+[models.echo]
+engine = "fake"
 """
 APP = """app: greeter
 description: Says hello
@@ -29,7 +32,7 @@ variants:
 
 @pytest.fixture
 def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    server = server_factory(CONFIG, served=["fake"])
+    server = server_factory(CONFIG, served=["fake", "echo"])
     (server.settings.home / "apps").mkdir(exist_ok=True)
     (server.settings.home / "apps" / "greeter.yaml").write_text(APP)
     return server
@@ -56,6 +59,56 @@ def test_apps_page_edits_with_errors_at_their_line(page: Page, live: LiveServer)
     expect(page.locator("#status")).to_have_text("Saved")
     text = (live.settings.home / "apps" / "greeter.yaml").read_text()
     assert "Says hello warmly" in text
+
+
+MATRIX = """app: shop
+description: 店铺客服
+inputs:
+  shop: {type: string, required: true}
+variants:
+  default:
+    model: fake
+    system: 你是{{ shop }}的客服。
+    user: "顾客说：{{ input }}"
+  echo:
+    system: You answer for {{ shop }}.
+tests:
+  - name: greets
+    vars: {shop: 面馆}
+    input: 在吗
+    assert: [{type: contains, value: "你好"}]
+"""
+
+
+def test_apps_page_tries_each_variant_side_by_side_and_runs_the_tests(
+    page: Page, live: LiveServer
+) -> None:
+    (live.settings.home / "apps" / "shop.yaml").write_text(MATRIX, encoding="utf-8")
+    page.goto(f"{live.url}/apps")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    page.locator("#apps tbody tr", has_text="shop").locator(".edit").click()
+    expect(page.locator("#try-section")).to_be_visible()
+    page.fill("#try-vars input[name=shop]", "Noodle Bar")
+    page.fill("#try-input", "有辣的吗")
+    page.click("#try")
+    cards = page.locator("#matrix .card")
+    expect(cards).to_have_count(2)
+    fake, echo = cards.nth(0), cards.nth(1)
+    expect(fake.locator("h3")).to_have_text("fake")
+    expect(fake.locator(".output")).to_have_text("你好！")
+    expect(fake.locator(".meta")).to_contain_text("variant: default")
+    expect(fake.locator(".meta")).to_contain_text("cost")
+    # the echo model repeats the user's message as the app's template filled it
+    expect(echo.locator(".output")).to_have_text("You said: 顾客说：有辣的吗")
+    expect(echo.locator(".meta")).to_contain_text("variant: echo")
+    expect(page.locator("#tests-status")).to_have_text("1 test cases")
+    page.click("#run-tests")
+    expect(page.locator("#tests-status")).to_have_text("1/2 passed")
+    rows = page.locator("#tests tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#tests tbody tr.pass")).to_contain_text("fake")
+    expect(page.locator("#tests tbody tr.fail")).to_contain_text("echo")
+    expect(page.locator("#tests tbody tr.fail")).to_contain_text('contains "你好"')
 
 
 def test_usage_page_shows_calls_by_model_and_app(page: Page, live: LiveServer) -> None:

@@ -80,7 +80,7 @@ def check(a: Assertion, text: str, call: AppCall | None) -> Verdict:
     return Verdict(a, False, f"unknown assertion type {a.type!r}")
 
 
-RunOne = Callable[[TestCase, str], Awaitable[tuple[str, AppCall]]]
+RunOne = Callable[[TestCase, str], Awaitable[tuple[str, AppCall | None]]]
 
 
 async def run_tests(app: App, models: list[str], run_one: RunOne) -> list[Outcome]:
@@ -96,7 +96,7 @@ async def run_tests(app: App, models: list[str], run_one: RunOne) -> list[Outcom
                 out.error = e.message
             else:
                 out.verdicts = [check(a, out.text, call) for a in case.asserts]
-                if call.refusal is not None:
+                if call is not None and call.refusal is not None:
                     out.error = call.refusal.message
             out.seconds = time.perf_counter() - start
             outcomes.append(out)

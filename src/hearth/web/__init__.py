@@ -51,7 +51,7 @@ def page(request: Request, template: str, **context: Any) -> Response:
         lang=lang,
         other="zh" if lang == "en" else "en",
         t=lambda key, **kw: messages[key].format(**kw) if kw else messages[key],
-        messages_json=json.dumps(messages, ensure_ascii=False),
+        messages_json=json.dumps(messages, ensure_ascii=False).replace("<", "\\u003c"),
         **context,
     )
     response = HTMLResponse(html)
@@ -83,3 +83,8 @@ async def apps(request: Request) -> Response:
 @router.get("/kb")
 async def knowledge(request: Request) -> Response:
     return page(request, "kb.html", active="kb")
+
+
+@router.get("/keys")
+async def keys(request: Request) -> Response:
+    return page(request, "keys.html", active="keys")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any
 
 import yaml
@@ -11,10 +12,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field
 
-from hearth.apps.run import prepare
+from hearth.apps.run import AppCall, prepare
 from hearth.apps.source import AppInvalid
-from hearth.apps.spec import App, parse_app
+from hearth.apps.spec import App, TestCase, parse_app
+from hearth.apps.testing import as_json, run_tests
 from hearth.errors import InvalidRequest, ModelNotFound
+from hearth.server.agents import make_agent, run_id
 from hearth.server.auth import Caller, authenticate
 from hearth.server.chains import run_chain, stream_chain
 from hearth.server.generation import complete
@@ -47,6 +50,13 @@ class RunBody(RequestBody):
     temperature: float | None = Field(default=None, ge=0, le=2)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stream: bool = Field(default=False, description="A chain's progress per step, as events")
+
+
+class TestBody(RequestBody):
+    model_config = ConfigDict(extra="forbid")
+    models: list[str] | None = Field(
+        default=None, description="Only these models (default: every variant's model)"
+    )
 
 
 def summary(app: App) -> dict[str, Any]:
@@ -165,21 +175,44 @@ async def run_app(
                         params=params)  # fmt: skip
     if body.stream:
         raise InvalidRequest("stream is for chains (apps with steps)", param="stream")
+    out, _ = await run_once(svc, caller, app, model, body.input, body.inputs, params, "apps.run")
+    return out
+
+
+async def run_once(
+    svc: Services,
+    caller: Caller,
+    app: App,
+    model: str,
+    input: str,
+    variables: dict[str, Any],
+    params: GenerationParams,
+    endpoint: str,
+) -> tuple[dict[str, Any], AppCall]:
+    """One run of a single-prompt app (an agent's tool loop included), logged under
+    ``endpoint``: the run's JSON and the prepared call (for a test's assertions)."""
     runner = await svc.registry.get(model)
     call = await prepare(
         app,
         model=model,
-        messages=[Message("user", body.input)],
-        variables=body.inputs,
+        messages=[Message("user", input)],
+        variables=variables,
         params=params,
         engine=runner.engine,
         guard=svc.guard,
         kb=lambda: svc.kb,
     )
+    run: tuple[str, str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    if app.tools and call.refusal is None and call.canned is None:
+        rid = run_id()
+        tools = await make_agent(svc, call, rid)
+        run = (rid, "answer")
+    start = time.perf_counter()
     text, usage, call_id = await complete(
-        svc, runner, call.request, caller=caller, endpoint="apps.run", app=call
+        svc, runner, call.request, caller=caller, endpoint=endpoint, app=call, run=run
     )
-    return {
+    out: dict[str, Any] = {
         "id": call_id,
         "object": "app.run",
         "app": app.name,
@@ -194,7 +227,54 @@ async def run_app(
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         },
+        "seconds": round(time.perf_counter() - start, 3),
         "retries": call.retries,
         "sources": call.sources,
         "moderation": [f.as_dict() for f in call.flags],
+    }
+    if run is not None:
+        out["run"] = {"id": run[0], "tools": tools}
+    return out, call
+
+
+@router.post("/{name}/test", responses=errors(400, 404))
+async def test_app(
+    name: str,
+    body: TestBody | None = None,
+    svc: Services = Depends(services),
+    caller: Caller = Depends(authenticate),
+) -> dict[str, Any]:
+    """Every test case of the app on every variant's model (the business × model matrix),
+    each answer checked by the case's assertions; a failing cell is reported, not raised."""
+    app = _visible(svc, caller, name)
+    if not app.tests:
+        raise InvalidRequest(f"app '{name}' has no tests; add a 'tests:' list to its file")
+    default = svc.settings.default_model
+    models = (
+        (body.models if body and body.models else None)
+        or [m or default for m in app.models()]
+        or [default]
+    )
+    params = GenerationParams(seed=0)
+
+    async def one(case: TestCase, model: str) -> tuple[str, AppCall | None]:
+        resolved = svc.resolve_app(caller, f"{name}@{model}")
+        assert resolved is not None
+        if app.steps:
+            result = await run_chain(svc, caller, app, resolved[1], input=case.input,
+                                     variables=case.vars, params=params)  # fmt: skip
+            return str(result.get("text") or ""), None
+        out, call = await run_once(
+            svc, caller, app, resolved[1], case.input, case.vars, params, "apps.test"
+        )
+        return out["text"], call
+
+    outcomes = await run_tests(app, models, one)
+    return {
+        "object": "app.test",
+        "app": app.name,
+        "models": models,
+        "passed": sum(o.passed for o in outcomes),
+        "total": len(outcomes),
+        "results": as_json(outcomes),
     }

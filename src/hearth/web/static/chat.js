@@ -3,7 +3,9 @@
 // sanitises after rendering, at most once per animation frame; Stop aborts the request
 // (the server stops generating and logs the partial call).
 
-import { $, api, json, money, t } from "./common.js";
+import {
+  $, api, costOf as priceCost, json, money, readVariables, t, variableFields,
+} from "./common.js";
 
 const state = {
   models: new Map(), // id -> model entry (price, owned_by)
@@ -40,9 +42,7 @@ function bubble(role, text = "") {
 }
 
 function costOf(model, usage) {
-  const price = state.models.get(model)?.price;
-  if (!price || !usage) return 0;
-  return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1000;
+  return priceCost(state.models.get(model)?.price, usage);
 }
 
 function showMeta(div, usage, cost, stopped) {
@@ -110,31 +110,11 @@ async function showVariables() {
   box.hidden = entry?.owned_by !== "app";
   if (box.hidden) return;
   const app = await json(`/v1/apps/${encodeURIComponent(entry.id)}`);
-  for (const [name, spec] of Object.entries(app.inputs || {})) {
-    const label = document.createElement("label");
-    label.textContent = `${name}${spec.required ? " *" : ""} `;
-    const input = document.createElement("input");
-    input.name = name;
-    input.dataset.type = spec.type;
-    input.value = spec.default ?? "";
-    input.title = spec.description || "";
-    label.append(input);
-    box.append(label);
-  }
-  box.hidden = !box.childElementCount;
+  box.hidden = !variableFields(box, app.inputs);
 }
 
 function variables() {
-  const out = {};
-  for (const input of document.querySelectorAll("#variables input")) {
-    if (input.value === "") continue;
-    const type = input.dataset.type;
-    out[input.name] =
-      type === "integer" || type === "number" ? Number(input.value)
-      : type === "boolean" ? input.value === "true"
-      : input.value;
-  }
-  return out;
+  return readVariables($("#variables"));
 }
 
 async function loadConversations() {

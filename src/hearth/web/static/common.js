@@ -17,10 +17,29 @@ export async function api(path, options = {}) {
     if (key) {
       auth.key = key.trim();
       localStorage.setItem("hearth.key", auth.key);
+      showKey();
       return api(path, { ...options, retried: true });
     }
   }
   return response;
+}
+
+// The header's key button: shows which key is in use; a click enters another (empty: none).
+const keyButton = document.getElementById("key-button");
+function showKey() {
+  if (keyButton) keyButton.textContent = auth.key ? `${t("key.label")} …${auth.key.slice(-4)}` : t("key.sign_in");
+}
+if (keyButton && !keyButton.dataset.bound) {
+  keyButton.dataset.bound = "true";
+  showKey();
+  keyButton.addEventListener("click", () => {
+    const key = window.prompt(t("key.enter"), "");
+    if (key === null) return;
+    auth.key = key.trim();
+    if (auth.key) localStorage.setItem("hearth.key", auth.key);
+    else localStorage.removeItem("hearth.key");
+    window.location.reload();
+  });
 }
 
 export async function json(path, options) {
@@ -39,4 +58,41 @@ export function cell(row, text) {
   td.textContent = text ?? "";
   row.append(td);
   return td;
+}
+
+// Price per 1000 tokens ({input, output}) times a usage's tokens.
+export function costOf(price, usage) {
+  if (!price || !usage) return 0;
+  return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1000;
+}
+
+// One labelled field per app variable (its type, default and description kept).
+export function variableFields(box, inputs) {
+  box.textContent = "";
+  for (const [name, spec] of Object.entries(inputs || {})) {
+    const label = document.createElement("label");
+    label.textContent = `${name}${spec.required ? " *" : ""} `;
+    const input = document.createElement("input");
+    input.name = name;
+    input.dataset.type = spec.type;
+    input.value = spec.default ?? "";
+    input.title = spec.description || "";
+    label.append(input);
+    box.append(label);
+  }
+  return box.childElementCount;
+}
+
+// The filled fields as the app's variables, numbers and booleans typed.
+export function readVariables(box) {
+  const out = {};
+  for (const input of box.querySelectorAll("input")) {
+    if (input.value === "") continue;
+    const type = input.dataset.type;
+    out[input.name] =
+      type === "integer" || type === "number" ? Number(input.value)
+      : type === "boolean" ? input.value === "true"
+      : input.value;
+  }
+  return out;
 }
