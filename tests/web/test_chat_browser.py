@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -33,12 +34,17 @@ script = [{json.dumps(XSS)}]
 engine = "fake"
 delay = 0.05
 script = ["{"word " * 200}"]
+
+[models.quick]
+engine = "fake"
+delay = 0.001
+script = ["{"字 " * 400}"]
 """
 
 
 @pytest.fixture
 def live(server_factory: Callable[..., LiveServer]) -> LiveServer:
-    return server_factory(CONFIG, served=["fake", "evil", "slow"])
+    return server_factory(CONFIG, served=["fake", "evil", "slow", "quick"])
 
 
 def open_chat(page: Page, live: LiveServer, query: str = "") -> None:
@@ -181,3 +187,34 @@ def test_an_app_with_variables_answers_with_sources(page: Page, live: LiveServer
     assert page.locator("#chunk-text").inner_text().strip()
     rows = [r for r in live.services().calllog.recent(5) if r.app == "knowing"]
     assert rows and rows[0].tokens_knowledge
+
+
+def test_a_chat_of_200_messages_opens_whole_and_streams_one_render_per_frame(
+    page: Page, live: LiveServer
+) -> None:
+    items = []
+    for n in range(100):
+        items.append({"role": "user", "content": f"问题 {n}"})
+        items.append({"role": "assistant", "content": f"**回答** {n}\n\n```\ncode {n}\n```"})
+    conv = httpx.post(
+        live.base_url + "/conversations", json={"metadata": {"model": "quick", "title": "long"}}
+    ).json()
+    for start in range(0, len(items), 20):
+        r = httpx.post(
+            f"{live.base_url}/conversations/{conv['id']}/items",
+            json={"items": items[start : start + 20]},
+        )
+        assert r.status_code == 200, r.text
+    open_chat(page, live, f"?c={conv['id']}")
+    messages = page.locator("#messages .msg")
+    expect(messages).to_have_count(200)  # every page of items, not the first hundred
+    expect(messages.last).to_contain_text("回答 99")
+    ask(page, "再来一个")
+    answer = page.locator(".msg.assistant").last
+    expect(answer.locator(".meta")).to_contain_text("tokens", timeout=20_000)
+    assert answer.locator(".body").inner_text().count("字") == 400
+    expect(messages).to_have_count(202)
+    stats = page.evaluate("window.hearthStats")
+    # the answer arrived in hundreds of deltas but was rendered at most once per frame
+    assert stats["deltas"] >= 100, stats
+    assert stats["paints"] < stats["deltas"], stats

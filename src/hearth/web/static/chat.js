@@ -28,7 +28,10 @@ export function renderMarkdown(element, text) {
   });
 }
 
-function bubble(role, text = "") {
+// Counters a test or benchmark reads: markdown renders of streamed answers, deltas received.
+window.hearthStats = { paints: 0, deltas: 0 };
+
+function bubble(role, text = "", scroll = true) {
   const div = document.createElement("div");
   div.className = `msg ${role}`;
   const body = document.createElement("div");
@@ -37,7 +40,7 @@ function bubble(role, text = "") {
   if (role === "user") body.textContent = text;
   else renderMarkdown(body, text);
   $("#messages").append(div);
-  div.scrollIntoView({ block: "end" });
+  if (scroll) div.scrollIntoView({ block: "end" });
   return div;
 }
 
@@ -175,11 +178,22 @@ async function openConversation(c) {
     $("#model").value = c.metadata.model;
     await showVariables();
   }
-  const { data } = await json(`/v1/conversations/${c.id}/items?limit=100&order=asc`);
-  for (const item of data) {
-    const text = (item.content || []).map((p) => p.text || "").join("");
-    bubble(item.role === "user" ? "user" : "assistant", text);
+  // Every item, a page at a time; one scroll at the end, not one layout per message.
+  let after = "";
+  let last = null;
+  for (;;) {
+    const page = await json(
+      `/v1/conversations/${c.id}/items?limit=100&order=asc${after ? `&after=${encodeURIComponent(after)}` : ""}`,
+    );
+    if (state.conversation !== c) return; // another conversation was opened meanwhile
+    for (const item of page.data) {
+      const text = (item.content || []).map((p) => p.text || "").join("");
+      last = bubble(item.role === "user" ? "user" : "assistant", text, false);
+    }
+    if (!page.has_more || !page.data.length) break;
+    after = page.last_id || page.data[page.data.length - 1].id;
   }
+  last?.scrollIntoView({ block: "end" });
   showTotal();
   for (const li of document.querySelectorAll("#conversations li")) {
     li.classList.toggle("current", li.dataset.id === c.id);
@@ -223,6 +237,7 @@ async function send() {
   let scheduled = false;
   const paint = () => {
     scheduled = false;
+    window.hearthStats.paints += 1;
     renderMarkdown(body, answer);
     div.scrollIntoView({ block: "end" });
   };
@@ -262,6 +277,7 @@ async function send() {
           const delta = chunk.choices?.[0]?.delta?.content;
           if (delta) {
             answer += delta;
+            window.hearthStats.deltas += 1;
             if (!scheduled) {
               scheduled = true;
               requestAnimationFrame(paint);
@@ -320,9 +336,7 @@ function wire() {
 
 async function start() {
   wire();
-  await loadModels();
-  await showVariables();
-  await loadConversations();
+  await Promise.all([loadModels().then(showVariables), loadConversations()]);
   const wanted = new URLSearchParams(location.search).get("c");
   if (wanted) {
     const found = await json(`/v1/conversations/${wanted}`).catch(() => null);
