@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -117,3 +119,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session, after which `asyncio.run` (used by the CLI and by many tests) refuses to start.
     """
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    if shutil.which("chromium") or os.path.exists("/usr/bin/chromium"):
+        return
+    if os.environ.get("HEARTH_REQUIRE_BROWSER"):
+        raise pytest.UsageError(
+            "the browser tests need Chromium and none is installed: "
+            "apt-get install -y chromium fonts-wqy-microhei (make test does it as root)"
+        )
+    skip = pytest.mark.skip(
+        reason="Chromium is not installed (apt-get install -y chromium fonts-wqy-microhei)"
+    )
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(skip)

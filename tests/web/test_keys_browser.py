@@ -94,3 +94,28 @@ def test_a_plain_key_chats_but_cannot_manage_keys(page: Page, live: LiveServer) 
     page.goto(f"{live.url}/keys?lang=zh")
     expect(page.locator("#keys-error")).to_contain_text("管理员密钥")
     expect(page.locator("#new-key-section")).to_be_hidden()
+
+
+def test_the_first_key_made_in_the_browser_is_an_admin_key_it_keeps(
+    page: Page, live: LiveServer
+) -> None:
+    seen = answer_dialogs(page, "")
+    page.goto(f"{live.url}/keys")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.locator("#keys tbody")).to_contain_text("No keys")
+    expect(page.locator("#first-key")).to_be_visible()
+    expect(page.locator("#new-key input[name=admin]")).to_be_checked()
+    expect(page.locator("#new-key input[name=admin]")).to_be_disabled()
+    page.fill("#new-key input[name=name]", "owner")
+    page.click("#new-key button[type=submit]")
+    expect(page.locator("#keys tbody tr", has_text="owner")).to_contain_text("✓")
+    secret = page.locator("#secret-value").inner_text()
+    assert page.evaluate("localStorage.getItem('hearth.key')") == secret
+    # the server now wants keys; this browser has one, so nothing asks for it
+    page.goto(f"{live.url}/usage")
+    expect(page.locator("body[data-ready=true]")).to_be_attached()
+    expect(page.locator("#usage-error")).to_be_hidden()
+    assert seen == []
+    anonymous = openai.OpenAI(base_url=live.base_url, api_key="none", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.models.list()

@@ -24,6 +24,16 @@ export async function api(path, options = {}) {
   return response;
 }
 
+// Use this key from now on in this browser ("" forgets it).
+export function setKey(key) {
+  auth.key = key.trim();
+  if (auth.key) localStorage.setItem("hearth.key", auth.key);
+  else localStorage.removeItem("hearth.key");
+  showKey();
+}
+
+export const hasKey = () => Boolean(auth.key);
+
 // The header's key button: shows which key is in use; a click enters another (empty: none).
 const keyButton = document.getElementById("key-button");
 function showKey() {
@@ -35,9 +45,7 @@ if (keyButton && !keyButton.dataset.bound) {
   keyButton.addEventListener("click", () => {
     const key = window.prompt(t("key.enter"), "");
     if (key === null) return;
-    auth.key = key.trim();
-    if (auth.key) localStorage.setItem("hearth.key", auth.key);
-    else localStorage.removeItem("hearth.key");
+    setKey(key);
     window.location.reload();
   });
 }

@@ -1,7 +1,7 @@
 // The keys page (admin keys only): every key with its limits and state, a form that
 // creates one and shows its secret once (POST /v1/keys), and revoke (DELETE /v1/keys/ID).
 
-import { $, api, cell, json, t } from "./common.js";
+import { $, api, cell, hasKey, json, setKey, t } from "./common.js";
 
 const list = (text) => {
   const items = text.split(",").map((s) => s.trim()).filter(Boolean);
@@ -14,6 +14,7 @@ async function load() {
   const body = await response.json().catch(() => ({}));
   const error = $("#keys-error");
   if (!response.ok) {
+    $("#keys").textContent = "";
     error.hidden = false;
     error.textContent = response.status === 403 || response.status === 401
       ? t("keys.admin_only") : body?.error?.message || response.statusText;
@@ -34,6 +35,12 @@ async function load() {
   }
   const rows = table.createTBody();
   if (!body.data.length) cell(rows.insertRow(), t("keys.none")).colSpan = 11;
+  // Once a key exists every request needs one: the first must be an admin key, or nobody
+  // could manage keys from here again.
+  const first = !body.data.length;
+  $("#first-key").hidden = !first;
+  $("#new-key").elements.admin.disabled = first;
+  if (first) $("#new-key").elements.admin.checked = true;
   for (const k of body.data) {
     const tr = rows.insertRow();
     tr.dataset.id = k.id;
@@ -81,7 +88,9 @@ async function create(event) {
   for (const name of ["rpm", "tpm", "budget"]) if (f(name) !== "") request[name] = Number(f(name));
   if (f("expires")) request.expires = `${f("expires")}T00:00:00Z`;
   try {
+    if (form.elements.admin.disabled) request.admin = true;
     const key = await json("/v1/keys", { method: "POST", body: JSON.stringify(request) });
+    if (key.admin && !hasKey()) setKey(key.key); // the first key: this browser uses it
     $("#secret").hidden = false;
     $("#secret-value").textContent = key.key;
     $("#keys-error").hidden = true;

@@ -126,9 +126,22 @@ async function load() {
   document.body.dataset.ready = "true";
 }
 
+// A failed request (no key, a bad range) is said on the page, which is then ready.
+async function show() {
+  const error = $("#usage-error");
+  try {
+    await load();
+    error.hidden = true;
+  } catch (e) {
+    error.hidden = false;
+    error.textContent = e.message;
+    document.body.dataset.ready = "true";
+  }
+}
+
 $("#range").addEventListener("submit", (e) => {
   e.preventDefault();
   document.body.dataset.ready = "false";
-  load();
+  show();
 });
-load();
+show();
