@@ -83,6 +83,11 @@ def check(a: Assertion, text: str, call: AppCall | None) -> Verdict:
 RunOne = Callable[[TestCase, str], Awaitable[tuple[str, AppCall | None]]]
 
 
+def matrix(app: App, default: str) -> list[str]:
+    """The models a test run covers by default: every variant's, or ``default`` alone."""
+    return app.models() or [default]
+
+
 async def run_tests(app: App, models: list[str], run_one: RunOne) -> list[Outcome]:
     """Each case on each model; an error in one cell is that cell's failure, not the run's."""
     outcomes = []

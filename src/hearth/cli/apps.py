@@ -21,7 +21,7 @@ from hearth.apps.schema import APP_SCHEMA
 from hearth.apps.source import AppInvalid
 from hearth.apps.spec import App, TestCase, parse_app
 from hearth.apps.store import AppStore
-from hearth.apps.testing import Outcome, as_json, run_tests
+from hearth.apps.testing import Outcome, as_json, matrix, run_tests
 from hearth.config import Settings, load_settings
 from hearth.engines.registry import ModelRegistry
 from hearth.errors import UserError
@@ -278,7 +278,7 @@ def test(
     a = _load(name, settings)
     if not a.tests:
         raise UserError(f"app '{a.name}' has no tests; add a 'tests:' list to its file")
-    models = model or [m or settings.default_model for m in a.models()] or [settings.default_model]
+    models = model or matrix(a, settings.default_model)
 
     async def go() -> list[Outcome]:
         local = _Local(settings)

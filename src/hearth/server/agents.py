@@ -29,3 +29,12 @@ async def make_agent(svc: Services, call: AppCall, run_id: str) -> list[dict[str
 
 def run_id() -> str:
     return new_id("run")
+
+
+async def agent_run(svc: Services, call: AppCall) -> tuple[str, list[dict[str, Any]]] | None:
+    """The run id and tools of an agent app's call, its tool loop attached; None when the
+    app has no tools or the call is answered without the model (refused, canned)."""
+    if not call.app.tools or call.refusal is not None or call.canned is not None:
+        return None
+    rid = run_id()
+    return rid, await make_agent(svc, call, rid)

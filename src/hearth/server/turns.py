@@ -12,7 +12,7 @@ from hearth.apps.run import AppCall, prepare
 from hearth.apps.spec import App
 from hearth.engines.runner import Runner
 from hearth.errors import InvalidRequest, Unsupported
-from hearth.server.agents import make_agent, run_id
+from hearth.server.agents import agent_run
 from hearth.server.auth import Caller
 from hearth.server.chains import chain_request
 from hearth.server.generation import check_request
@@ -133,10 +133,10 @@ async def _app_turn(
     if spec.knowledge is not None and not any(k == "kb_search" for k, _ in spec.tools):
         extra["sources"] = call.sources
     run = None
-    if spec.tools and call.refusal is None and call.canned is None:
-        rid = run_id()
-        extra["run"] = {"id": rid, "tools": await make_agent(svc, call, rid)}
-        run = (rid, "answer")
+    agent = await agent_run(svc, call)
+    if agent is not None:
+        extra["run"] = {"id": agent[0], "tools": agent[1]}
+        run = (agent[0], "answer")
     return Turn(runner, call.request, spec, call, extra=extra, run=run)
 
 

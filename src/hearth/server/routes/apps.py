@@ -15,9 +15,9 @@ from pydantic import ConfigDict, Field
 from hearth.apps.run import AppCall, prepare
 from hearth.apps.source import AppInvalid
 from hearth.apps.spec import App, TestCase, parse_app
-from hearth.apps.testing import as_json, run_tests
+from hearth.apps.testing import as_json, matrix, run_tests
 from hearth.errors import InvalidRequest, ModelNotFound
-from hearth.server.agents import make_agent, run_id
+from hearth.server.agents import agent_run
 from hearth.server.auth import Caller, authenticate
 from hearth.server.chains import run_chain, stream_chain
 from hearth.server.generation import complete
@@ -202,12 +202,8 @@ async def run_once(
         guard=svc.guard,
         kb=lambda: svc.kb,
     )
-    run: tuple[str, str] | None = None
-    tools: list[dict[str, Any]] | None = None
-    if app.tools and call.refusal is None and call.canned is None:
-        rid = run_id()
-        tools = await make_agent(svc, call, rid)
-        run = (rid, "answer")
+    agent = await agent_run(svc, call)
+    run = (agent[0], "answer") if agent is not None else None
     start = time.perf_counter()
     text, usage, call_id = await complete(
         svc, runner, call.request, caller=caller, endpoint=endpoint, app=call, run=run
@@ -232,8 +228,8 @@ async def run_once(
         "sources": call.sources,
         "moderation": [f.as_dict() for f in call.flags],
     }
-    if run is not None:
-        out["run"] = {"id": run[0], "tools": tools}
+    if agent is not None:
+        out["run"] = {"id": agent[0], "tools": agent[1]}
     return out, call
 
 
@@ -249,12 +245,7 @@ async def test_app(
     app = _visible(svc, caller, name)
     if not app.tests:
         raise InvalidRequest(f"app '{name}' has no tests; add a 'tests:' list to its file")
-    default = svc.settings.default_model
-    models = (
-        (body.models if body and body.models else None)
-        or [m or default for m in app.models()]
-        or [default]
-    )
+    models = (body.models if body else None) or matrix(app, svc.settings.default_model)
     params = GenerationParams(seed=0)
 
     async def one(case: TestCase, model: str) -> tuple[str, AppCall | None]:

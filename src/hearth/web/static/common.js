@@ -14,10 +14,8 @@ export async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401 && !options.retried) {
     const key = window.prompt(t("key.prompt"));
-    if (key) {
-      auth.key = key.trim();
-      localStorage.setItem("hearth.key", auth.key);
-      showKey();
+    if (key?.trim()) {
+      setKey(key);
       return api(path, { ...options, retried: true });
     }
   }
@@ -39,8 +37,7 @@ const keyButton = document.getElementById("key-button");
 function showKey() {
   if (keyButton) keyButton.textContent = auth.key ? `${t("key.label")} …${auth.key.slice(-4)}` : t("key.sign_in");
 }
-if (keyButton && !keyButton.dataset.bound) {
-  keyButton.dataset.bound = "true";
+if (keyButton) {
   showKey();
   keyButton.addEventListener("click", () => {
     const key = window.prompt(t("key.enter"), "");
