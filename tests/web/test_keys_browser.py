@@ -86,11 +86,12 @@ def test_an_admin_creates_and_revokes_keys_in_the_browser(page: Page, live: Live
 def test_a_plain_key_chats_but_cannot_manage_keys(page: Page, live: LiveServer) -> None:
     make_key(live, "root", admin=True)
     user = make_key(live, "user")
-    answer_dialogs(page, user)
+    seen = answer_dialogs(page, user)
     page.goto(f"{live.url}/chat")
     page.fill("#input", "你好")
     page.press("#input", "Enter")
     expect(page.locator(".msg.assistant .body").last).to_have_text("你好！")
+    assert seen == ["prompt"]  # the page's requests at once, yet the key asked for once
     page.goto(f"{live.url}/keys?lang=zh")
     expect(page.locator("#keys-error")).to_contain_text("管理员密钥")
     expect(page.locator("#new-key-section")).to_be_hidden()

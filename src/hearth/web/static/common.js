@@ -10,9 +10,12 @@ const auth = { key: localStorage.getItem("hearth.key") || "" };
 
 export async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json", ...(options.headers || {}) };
-  if (auth.key) headers.Authorization = `Bearer ${auth.key}`;
+  const sent = auth.key;
+  if (sent) headers.Authorization = `Bearer ${sent}`;
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401 && !options.retried) {
+    // A request sent before another one's prompt was answered: retry with that key.
+    if (auth.key && auth.key !== sent) return api(path, { ...options, retried: true });
     const key = window.prompt(t("key.prompt"));
     if (key?.trim()) {
       setKey(key);
