@@ -335,10 +335,12 @@ function wire() {
 }
 
 async function start() {
+  // Read before anything awaits: a message sent while the page loads puts its new
+  // conversation in the address, and must not be replaced by a reload of it.
+  const wanted = new URLSearchParams(location.search).get("c");
   wire();
   await Promise.all([loadModels().then(showVariables), loadConversations()]);
-  const wanted = new URLSearchParams(location.search).get("c");
-  if (wanted) {
+  if (wanted && !state.conversation) {
     const found = await json(`/v1/conversations/${wanted}`).catch(() => null);
     if (found) await openConversation(found);
   }
