@@ -141,6 +141,29 @@ def test_conversations_survive_reload_and_can_be_renamed_and_deleted(
     assert live.services().conversations.recent() == []
 
 
+def test_a_message_sent_while_the_page_loads_waits_for_it(page: Page, live: LiveServer) -> None:
+    # The model list and the addressed conversation arrive late (a slow server, a key
+    # prompt): a message typed meanwhile goes out once they are in, to that conversation.
+    open_chat(page, live)
+    ask(page, "第一个问题")
+    expect(page.locator(".msg.assistant .meta")).to_be_visible()
+    held: list = []
+    page.route("**/v1/models", lambda route: held.append(route))
+    page.reload()
+    page.wait_for_function("document.querySelector('#model').options.length === 0")
+    ask(page, "第二个问题")
+    page.wait_for_timeout(300)
+    expect(page.locator(".msg.user")).to_have_count(0)  # waiting, not sent without a model
+    assert held
+    for route in held:
+        route.continue_()
+    expect(page.locator(".msg.user")).to_have_text(["第一个问题", "第二个问题"])
+    expect(page.locator(".msg.assistant .body").last).to_contain_text("world")
+    expect(page.locator("#conversations li")).to_have_count(1)
+    [conversation] = live.services().conversations.recent()
+    assert conversation.id in page.url
+
+
 def test_language_follows_the_browser_and_the_switch(page: Page, live: LiveServer) -> None:
     open_chat(page, live)
     expect(page.locator("#send")).to_have_text("Send")

@@ -11,6 +11,8 @@ const state = {
   models: new Map(), // id -> model entry (price, owned_by)
   conversation: null, // {id, metadata}
   controller: null,
+  loaded: null, // resolves once models, conversations and the addressed conversation are in
+  waiting: false, // a message typed during loading waits for that
 };
 
 // -- rendering ----------------------------------------------------------------------------
@@ -212,9 +214,17 @@ function newChat() {
 async function send() {
   const input = $("#input");
   const text = input.value.trim();
-  if (!text || state.controller) return;
-  const model = $("#model").value;
+  if (!text || state.controller || state.waiting) return;
   input.value = "";
+  // A message sent while the page loads waits for the model list (and the conversation
+  // in the address) instead of going out with no model.
+  state.waiting = true;
+  try {
+    await state.loaded;
+  } finally {
+    state.waiting = false;
+  }
+  const model = $("#model").value;
   if (!state.conversation) {
     state.conversation = await json("/v1/conversations", {
       method: "POST",
@@ -338,12 +348,21 @@ async function start() {
   // Read before anything awaits: a message sent while the page loads puts its new
   // conversation in the address, and must not be replaced by a reload of it.
   const wanted = new URLSearchParams(location.search).get("c");
+  state.loaded = (async () => {
+    await Promise.all([loadModels().then(showVariables), loadConversations()]);
+    if (wanted && !state.conversation) {
+      const found = await json(`/v1/conversations/${wanted}`).catch(() => null);
+      if (found) await openConversation(found);
+    }
+  })().catch((error) => {
+    // The page stays usable; a send then reports what is wrong (no model, no key ...).
+    const note = document.createElement("p");
+    note.className = "error";
+    note.textContent = t("chat.error", { message: error.message });
+    $("#messages").append(note);
+  });
   wire();
-  await Promise.all([loadModels().then(showVariables), loadConversations()]);
-  if (wanted && !state.conversation) {
-    const found = await json(`/v1/conversations/${wanted}`).catch(() => null);
-    if (found) await openConversation(found);
-  }
+  await state.loaded;
   document.body.dataset.ready = "true";
 }
 
