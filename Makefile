@@ -25,6 +25,16 @@ $(LEGACY)/.installed:
 
 install: $(STAMP)
 
+# The fine-tuning extra, for its tests. torch's CPU build goes in first so that nothing
+# pulls a CUDA one; elsewhere set TORCH, e.g. TORCH="torch --index-url
+# https://download.pytorch.org/whl/cpu".
+FINETUNE := $(VENV)/.finetune
+TORCH ?= torch==2.13.0
+$(FINETUNE): $(STAMP)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[finetune]'
+	touch $@
+
 # System packages the tests use: bubblewrap (the python tool's strongest sandbox), Chromium
 # and a CJK font (the browser tests; never `playwright install`, which downloads a browser).
 SYSTEM := $(VENV)/.system
@@ -45,10 +55,10 @@ lint: $(STAMP)
 	$(BIN)/mypy src
 	$(BIN)/python scripts/check_imports.py
 
-test-fast: $(STAMP) $(LEGACY)/.installed $(SYSTEM)
+test-fast: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP) $(LEGACY)/.installed $(SYSTEM)
+test-slow: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q -m slow
 
 test: lint test-fast test-slow

@@ -52,6 +52,14 @@ class ModelSpec:
     # What conversations with this model remember: {turns = N}, {tokens = N},
     # {summary = {model, max_tokens, turns}} or {none = true}; unset: every turn that fits.
     memory: dict[str, Any] | None = None
+    # A fine-tuned adapter served over a registered llamacpp model (`hearth finetune run`):
+    # the base's name, the adapter GGUF, and the base's chat template hash when trained.
+    base: str | None = None
+    adapter: str | None = None
+    adapter_scale: float = 1.0
+    template_sha256: str | None = None
+    # llamacpp: adapter GGUFs loaded with the model (filled in when it loads, never configured)
+    loras: tuple[str, ...] = ()
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -185,6 +193,13 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
     for name in {**pulled, **configured}:
         raw = {**pulled.get(name, {}), **configured.get(name, {})}
         models[name] = _model_spec(name, raw, home)
+    for spec in models.values():
+        if spec.base and (spec.base not in models or models[spec.base].engine != "llamacpp"):
+            raise ConfigError(
+                f'[models."{spec.name}"] base = "{spec.base}" is not a registered llamacpp model'
+            )
+        if spec.base and models[spec.base].base:
+            raise ConfigError(f'[models."{spec.name}"] base "{spec.base}" is itself an adapter')
     kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
     hooks = _hook_settings(data.get("hooks", {}), env)
     mcp = _mcp_servers(data.get("mcp", {}))
@@ -237,6 +252,10 @@ _MODEL_KEYS = {
     "bundled",
     "prompt_cache_mib",
     "memory",
+    "base",
+    "adapter",
+    "adapter_scale",
+    "template_sha256",
 }
 
 
@@ -265,10 +284,20 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         fields["price"] = Price(float(p.get("input", 0)), float(p.get("output", 0)))
     if "script" in raw:
         fields["script"] = tuple(str(s) for s in raw["script"])
-    if "path" in raw:
-        path = Path(str(raw["path"])).expanduser()
-        fields["path"] = str(path if path.is_absolute() else home / path)
-    if engine == "llamacpp" and not (fields.get("path") or (base and base.bundled)):
+    for key in ("path", "adapter"):
+        if key in raw:
+            path = Path(str(raw[key])).expanduser()
+            fields[key] = str(path if path.is_absolute() else home / path)
+    if bool(raw.get("base")) != bool(raw.get("adapter")):
+        raise ConfigError(
+            f'[models."{name}"] an adapter model needs both base = "<model>" and '
+            'adapter = "/path/to/adapter.gguf"'
+        )
+    if raw.get("base") and engine != "llamacpp":
+        raise ConfigError(f'[models."{name}"] adapters are served by engine = "llamacpp"')
+    if engine == "llamacpp" and not (
+        fields.get("path") or fields.get("base") or (base and base.bundled)
+    ):
         raise ConfigError(f'[models."{name}"] needs path = "/path/to/model.gguf"')
     if engine == "remote" and not fields.get("url"):
         raise ConfigError(f'[models."{name}"] needs url = "http://host:port/v1"')

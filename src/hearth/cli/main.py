@@ -27,6 +27,7 @@ def _register() -> None:
         conversations,
         estimate,
         evals,
+        finetune,
         kb,
         keys,
         models,
@@ -49,6 +50,7 @@ def _register() -> None:
     app.add_typer(apps.app, name="apps")
     app.add_typer(conversations.app, name="conversations")
     app.add_typer(evals.app, name="eval")
+    app.add_typer(finetune.app, name="finetune")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ match usage exactly.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import logging
 import os
@@ -62,6 +63,29 @@ class LlamaCppEngine:
         self._pool = ThreadPoolExecutor(
             max_workers=spec.parallel * MAX_N + 2, thread_name_prefix=f"llama-{spec.name}"
         )
+        # Adapters loaded with the model are chosen per request: every request names the
+        # scale of each (all zero for the base), so one loaded model serves them all.
+        self._lora: list[dict[str, Any]] | None = (
+            [{"id": i, "scale": 0.0} for i in range(len(spec.loras))] if spec.loras else None
+        )
+        self._owner = True
+
+    def with_adapter(self, spec: ModelSpec) -> LlamaCppEngine:
+        """A view of this loaded model that answers with ``spec``'s adapter switched on."""
+        if spec.adapter not in self.spec.loras:
+            raise EngineError(
+                f"adapter '{spec.name}' was registered after '{self.spec.name}' was loaded; "
+                "restart `hearth serve` to serve it"
+            )
+        view = copy.copy(self)
+        view.spec = spec
+        index = self.spec.loras.index(spec.adapter)
+        view._lora = [
+            {"id": i, "scale": spec.adapter_scale if i == index else 0.0}
+            for i in range(len(self.spec.loras))
+        ]
+        view._owner = False
+        return view
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -86,12 +110,23 @@ class LlamaCppEngine:
         params.cache_ram_mib = spec.prompt_cache_mib
         params.port = 0  # loopback endpoint on a free port, for tokenize and templates
         params.verbosity = -1
+        if spec.loras:
+            adapters = []
+            for path in spec.loras:
+                adapter = xllamacpp.CommonAdapterLoraInfo()
+                adapter.path = path
+                adapter.scale = 0.0
+                adapters.append(adapter)
+            params.lora_adapters = adapters
+            params.lora_init_without_apply = True
         try:
             return xllamacpp.Server(params)
         except RuntimeError as e:
             raise EngineError(f"llama.cpp could not load {spec.path}: {e}") from e
 
     async def close(self) -> None:
+        if not self._owner:
+            return  # a view: the loaded model belongs to the base
         if self._http:
             self._http.close()
         server, self._server = self._server, None
@@ -125,6 +160,14 @@ class LlamaCppEngine:
     async def detokenize(self, ids: list[int]) -> str:
         data = await self._post("/detokenize", {"tokens": ids})
         return str(data["content"])
+
+    async def props(self) -> dict[str, Any]:
+        """llama.cpp's /props: the GGUF's chat template, BOS and EOS among them."""
+        assert self._http is not None, "engine not started"
+        status, data = await self._http.request("GET", "/props")
+        if status != 200:
+            raise _error(data.get("error") or {"message": str(data), "code": status})
+        return dict(data)
 
     async def render_chat(self, messages: list[Message]) -> str:
         data = await self._post("/apply-template", {"messages": _wire_messages(messages)})
@@ -182,6 +225,28 @@ class LlamaCppEngine:
         stream = self._stream("chat", body, request.params)
         return extract(stream, request) if request.callable_tools else stream
 
+    async def next_token_logprobs(self, prompt: list[int], k: int) -> dict[int, float]:
+        """The model's top-k next tokens after ``prompt`` (token ids), with log-probabilities
+        of the raw distribution, as this view serves them (its adapter applied)."""
+        payload: dict[str, Any] = {"prompt": prompt, "max_tokens": 1, "n_probs": k}
+        payload["temperature"] = 0.0
+        if self._lora is not None:
+            payload["lora"] = self._lora
+        out: list[dict[str, Any]] = []
+
+        def keep(data: dict[str, Any]) -> bool:
+            out.append(data)
+            return False  # never stop early
+
+        def work() -> None:
+            self._server.handle_completions(payload, keep)
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        if not out or "error" in out[-1]:
+            raise _error((out[-1] if out else {}).get("error") or {"message": "no answer"})
+        content = out[-1]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        return {int(t["id"]): float(t["logprob"]) for t in content}
+
     def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         return self._stream("completion", {"prompt": request.prompt}, request.params)
 
@@ -191,6 +256,8 @@ class LlamaCppEngine:
         # n > 1 runs as n parallel requests: llama.cpp's own n reports usage for one
         # choice only, and separate requests share the prompt through its prompt cache.
         payload = {**body, **self._sampling(params), "stream": True}
+        if self._lora is not None:
+            payload["lora"] = self._lora
         payload["stream_options"] = {"include_usage": True}
         streams = [self._one(kind, payload, index) for index in range(params.n)]
         prompt_tokens = 0

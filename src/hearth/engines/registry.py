@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import logging
 import time
@@ -65,7 +66,13 @@ class ModelRegistry:
             if name in self._runners:
                 return self._runners[name]
             await self._make_room()
+            if spec.base:
+                runner = await self._adapter(spec)
+                self._runners[name] = runner
+                return runner
             spec = await asyncio.to_thread(resolve, spec, self.settings)
+            if spec.engine == "llamacpp":
+                spec = replace(spec, loras=self._adapters_of(name))
             extra = {}
             if spec.engine == "remote" and spec.tokenizer:
                 extra["tokenizer"] = (await self._tokenizer(spec)).engine
@@ -80,6 +87,45 @@ class ModelRegistry:
             )
             self._runners[name] = runner
             return runner
+
+    def _adapters_of(self, name: str) -> tuple[str, ...]:
+        """The adapter GGUFs registered over model ``name``: loaded with it, chosen per request."""
+        return tuple(
+            m.adapter
+            for m in sorted(self.settings.models.values(), key=lambda m: m.name)
+            if m.base == name and m.adapter
+        )
+
+    async def _adapter(self, spec: ModelSpec) -> Runner:
+        # An adapter shares its base's loaded weights, slots and KV cache; only the
+        # adapter's own tensors (a few MB) are extra, loaded with the base.
+        base = await self.get(spec.base or "", served_only=False)
+        self._pinned.add(base.spec.name)
+        props = getattr(base.engine, "props", None)
+        if spec.template_sha256 and props is not None:
+            source = str((await props()).get("chat_template") or "")
+            if hashlib.sha256(source.encode("utf-8")).hexdigest() != spec.template_sha256:
+                raise ConfigError(
+                    f"adapter '{spec.name}' was trained with another chat template than "
+                    f"'{base.spec.name}' has now; retrain it on this base (`hearth finetune run`)"
+                )
+        merged = replace(
+            base.spec,
+            name=spec.name,
+            base=spec.base,
+            adapter=spec.adapter,
+            adapter_scale=spec.adapter_scale,
+            template_sha256=spec.template_sha256,
+            price=spec.price,
+            description=spec.description,
+            sampling=spec.sampling or base.spec.sampling,
+            memory=spec.memory if spec.memory is not None else base.spec.memory,
+        )
+        view = base.engine.with_adapter(merged)  # type: ignore[attr-defined]
+        log.info("serving adapter %s over %s", spec.name, base.spec.name)
+        return Runner(
+            merged, view, queue_size=self.settings.queue_size, timeout=self.settings.request_timeout
+        )
 
     async def _tokenizer(self, spec: ModelSpec) -> Runner:
         name = spec.tokenizer or ""

@@ -96,6 +96,20 @@ def register(home: Path, name: str, table: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
+def unregister(home: Path, name: str) -> bool:
+    """Drop ``[models."<name>"]`` from models.toml; False when it was not there."""
+    models = registered_models(home)
+    if name not in models:
+        return False
+    del models[name]
+    path = home / MODELS_FILE
+    tmp = path.with_name(f".{MODELS_FILE}.{os.getpid()}.tmp")
+    with disk_errors(path):
+        tmp.write_text(_dump(models), encoding="utf-8")
+        os.replace(tmp, path)
+    return True
+
+
 def register_gguf(
     home: Path,
     repo: str,

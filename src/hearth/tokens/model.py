@@ -75,6 +75,17 @@ class ModelTokenizer:
             )
         return text.encode()
 
+    def prefix(self) -> list[int]:
+        """What the engine puts before a prompt's text (BOS for models that take one)."""
+        return [p.id for p in self._run(self.engine.tokenize("", add_special=True))]
+
+    def props(self) -> dict[str, Any]:
+        """The model's own chat template, BOS and EOS, as the engine reports them."""
+        props = getattr(self.engine, "props", None)
+        if props is None:
+            raise Unsupported(f"model '{self.name}' does not report its chat template")
+        return dict(self._run(props()))
+
     def count_chat(self, messages: list[Message]) -> int:
         """Prompt tokens of a chat request: the server's own count, template included."""
         return self._run(count_chat_tokens(self.engine, messages))
@@ -98,11 +109,13 @@ def open_model(name: str, settings: Settings, _seen: tuple[str, ...] = ()) -> Mo
     if name not in settings.models:
         raise ModelNotFound(name, list(settings.models))
     spec = settings.models[name]
-    if spec.tokenizer:
-        # A remote model counts with the registered model it names, as the server does.
-        if spec.tokenizer in (*_seen, name):
-            raise ConfigError(f"model '{name}' names tokenizer '{spec.tokenizer}' in a cycle")
-        tokenizer = open_model(spec.tokenizer, settings, (*_seen, name))
+    other = spec.tokenizer or spec.base
+    if other:
+        # A remote model counts with the registered model it names, as the server does;
+        # an adapter with its base's tokenizer.
+        if other in (*_seen, name):
+            raise ConfigError(f"model '{name}' names tokenizer '{other}' in a cycle")
+        tokenizer = open_model(other, settings, (*_seen, name))
         tokenizer.name = name
         return tokenizer
     spec = resolve(spec, settings)
