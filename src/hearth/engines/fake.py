@@ -102,6 +102,20 @@ class FakeEngine:
             async for chunk in out:
                 yield chunk
 
+    async def choice_probs(self, prompt: str, choices: list[str]) -> dict[str, float]:
+        """The scripted reply's leading choice gets most of the mass (0.7); without a script,
+        or when the reply starts with no choice, the split is a hash of the prompt."""
+        text = next(self._script) if self._script else ""
+        lead = next((c for c in choices if text.startswith(c)), None)
+        if lead is not None:
+            rest = 0.3 / max(1, len(choices) - 1)
+            return {c: 0.7 if c == lead else rest for c in choices}
+        weights = [
+            1 + int(hashlib.blake2b((prompt + c).encode(), digest_size=2).hexdigest(), 16) % 97
+            for c in choices
+        ]
+        return {c: w / sum(weights) for c, w in zip(choices, weights, strict=True)}
+
     async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         prompt = request.prompt
         async with aclosing(self._generate(prompt, prompt, request.params)) as chunks:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import json
 import logging
+import math
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from typing import Any
@@ -246,6 +248,55 @@ class LlamaCppEngine:
             raise _error((out[-1] if out else {}).get("error") or {"message": "no answer"})
         content = out[-1]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
         return {int(t["id"]): float(t["logprob"]) for t in content}
+
+    async def choice_probs(self, prompt: str, choices: Sequence[str]) -> dict[str, float]:
+        """The probability of each of ``choices`` (short literal answers, e.g. "A".."D") as
+        the first tokens after ``prompt``, in one request: a grammar allows only the choices
+        and the sampler chain is neutral (temperature 1, no top-k/top-p/min-p). llama.cpp
+        reports the grammar-constrained distribution when it had to resample, else the raw
+        one (its grammar check runs after sampling); both have the same ratios between the
+        choices, so they are renormalised over the choices here. ``n_probs`` is wide enough
+        that a choice missing from the list has a negligible share."""
+        grammar = "root ::= " + " | ".join(json.dumps(c) for c in choices)
+        payload: dict[str, Any] = {
+            "prompt": prompt,
+            "max_tokens": 1,
+            "n_probs": 100,
+            "post_sampling_probs": True,
+            "grammar": grammar,
+            "temperature": 1.0,
+            "top_k": 0,
+            "top_p": 1.0,
+            "min_p": 0.0,
+            "typical_p": 1.0,
+            "repeat_penalty": 1.0,
+            "seed": 0,
+        }
+        if self._lora is not None:
+            payload["lora"] = self._lora
+        out: list[dict[str, Any]] = []
+
+        def keep(data: dict[str, Any]) -> bool:
+            out.append(data)
+            return False
+
+        def work() -> None:
+            self._server.handle_completions(payload, keep)
+
+        await asyncio.get_running_loop().run_in_executor(self._pool, work)
+        if not out or "error" in out[-1]:
+            raise _error((out[-1] if out else {}).get("error") or {"message": "no answer"})
+        first = out[-1]["choices"][0]["logprobs"]["content"][0]
+        probs = {c: 0.0 for c in choices}
+        for t in first.get("top_probs") or first.get("top_logprobs") or []:
+            piece = t.get("token", "")
+            if piece in probs:
+                p = t["prob"] if "prob" in t else math.exp(float(t["logprob"]))
+                probs[piece] += float(p)
+        total = sum(probs.values())
+        if total <= 0:
+            return {c: 1.0 / len(choices) for c in choices}
+        return {c: p / total for c, p in probs.items()}
 
     def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
         return self._stream("completion", {"prompt": request.prompt}, request.params)

@@ -116,3 +116,11 @@ def remove(home: Path, name: str) -> bool:
             shutil.rmtree(path)
             found = True
     return found
+
+
+def save(home: Path, manifest: Manifest) -> None:
+    """Rewrite a registered adapter's manifest (e.g. with its evaluation), atomically."""
+    path = adapter_dir(home, manifest.name) / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
