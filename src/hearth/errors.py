@@ -8,6 +8,15 @@ Every message says what to do next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+
+def listing(problems: Sequence[object], limit: int = 10) -> str:
+    """The first ``limit`` problems, one per indented line, and how many more there are."""
+    shown = "".join(f"\n  {p}" for p in problems[:limit])
+    more = f"\n  … and {len(problems) - limit} more" if len(problems) > limit else ""
+    return shown + more
+
 
 class HearthError(Exception):
     """Base of every error hearth raises on purpose."""

@@ -12,7 +12,7 @@ import pytest
 from hearth.config import load_settings
 from hearth.engines.registry import ModelRegistry
 from hearth.errors import UserError
-from hearth.evals import mc
+from hearth.evals import mc, report
 
 Q = {"question": "1+1=?", "A": "1", "B": "2", "C": "3", "D": "4", "answer": "B"}
 
@@ -40,11 +40,11 @@ def test_letters_are_extracted_from_free_answers(text: str, letter: str) -> None
 
 
 def test_wilson_and_mcnemar() -> None:
-    lo, hi = mc.wilson(50, 100)
+    lo, hi = report.wilson(50, 100)
     assert lo == pytest.approx(0.404, abs=1e-3) and hi == pytest.approx(0.596, abs=1e-3)
-    same = mc.mcnemar([True, False] * 10, [True, False] * 10)
+    same = report.mcnemar([True, False] * 10, [True, False] * 10)
     assert same["p_value"] == 1.0 and same["difference"] == 0
-    better = mc.mcnemar([False] * 12, [True] * 12)
+    better = report.mcnemar([False] * 12, [True] * 12)
     assert better["difference"] == 1.0 and better["p_value"] < 0.001
 
 
@@ -57,7 +57,7 @@ def test_a_run_on_the_scripted_engine_scores_per_subject(tmp_path: Path) -> None
         mc.Question("2", "语文", "一加三？", ("一", "二", "三", "四"), "D"),
     ]
 
-    async def go() -> mc.Report:
+    async def go() -> report.Report:
         registry = ModelRegistry(load_settings(home=tmp_path, env={}))
         try:
             runner = await registry.get("right")
@@ -65,8 +65,8 @@ def test_a_run_on_the_scripted_engine_scores_per_subject(tmp_path: Path) -> None
         finally:
             await registry.close()
 
-    report = asyncio.run(go())
-    assert report.accuracy == 1.0 and report.subject_mean == 1.0
-    assert [r.prediction for r in report.records] == ["B", "D"]
-    assert "答案：" in report.records[1].prompt and "Answer:" in report.records[0].prompt
-    assert abs(sum(report.records[0].probs.values()) - 1) < 1e-9  # type: ignore[union-attr]
+    scored = asyncio.run(go())
+    assert scored.accuracy == 1.0 and scored.subject_mean == 1.0
+    assert [r.prediction for r in scored.records] == ["B", "D"]
+    assert "答案：" in scored.records[1].prompt and "Answer:" in scored.records[0].prompt
+    assert abs(sum(scored.records[0].probs.values()) - 1) < 1e-9  # type: ignore[union-attr]

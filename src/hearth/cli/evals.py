@@ -15,7 +15,7 @@ from rich.table import Table
 
 from hearth.config import Settings, load_settings
 from hearth.errors import UserError
-from hearth.evals import mc
+from hearth.evals import charts, lm_eval, mc, report
 from hearth.evals.retrieval import CUTOFFS, evaluate, load_qa
 from hearth.rag.kb import embedder_of, open_store
 
@@ -140,7 +140,7 @@ def mc_command(
     if out is not None:
         out.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     if chart is not None:
-        mc.chart(reports, chart)
+        charts.chart(reports, chart)
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return
@@ -186,7 +186,7 @@ async def _run(
     data: str,
     *,
     quiet: bool,
-) -> list[mc.Report]:
+) -> list[report.Report]:
     from hearth.engines.registry import ModelRegistry
 
     registry = ModelRegistry(settings)
@@ -240,23 +240,20 @@ async def _export(
     registry = ModelRegistry(settings)
     try:
         runner = await registry.get(model)
-        prompts = [
-            await runner.engine.render_chat(mc.messages(q, mc.shots_for(q, dev, shots)))
-            for q in questions
-        ]
+        prompts = [await runner.engine.render_chat(mc.messages(q, dev, shots)) for q in questions]
         spec = runner.spec
     finally:
         await registry.close()
-    path = mc.export_lm_eval(out_dir, model, questions, prompts)
+    path = lm_eval.export(out_dir, model, questions, prompts)
     gguf = Path(spec.path) if spec.path else None
-    return path, mc.lm_eval_command(out_dir, gguf)
+    return path, lm_eval.command(out_dir, gguf)
 
 
-def _comparison(a: mc.Report, b: mc.Report) -> dict[str, Any]:
+def _comparison(a: report.Report, b: report.Report) -> dict[str, Any]:
     ids_a = [r.id for r in a.records]
     if ids_a != [r.id for r in b.records]:
         raise UserError("the two reports cover different questions")
-    return {"first": a.model, "second": b.model} | mc.mcnemar(
+    return {"first": a.model, "second": b.model} | report.mcnemar(
         [r.correct for r in a.records], [r.correct for r in b.records]
     )
 
@@ -265,11 +262,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def _print(reports: list[mc.Report], comparison: dict[str, Any] | None) -> None:
+def _print(reports: list[report.Report], comparison: dict[str, Any] | None) -> None:
     first = reports[0]
     title = (
         f"{first.questions} questions, {first.mode} mode, {first.shots}-shot "
-        f"(accuracy %, chance {_pct(1 / len(mc.LETTERS))})"
+        f"(accuracy %, chance {_pct(1 / len(report.LETTERS))})"
     )
     table = Table(title=title)
     table.add_column("subject")
@@ -290,7 +287,7 @@ def _print(reports: list[mc.Report], comparison: dict[str, Any] | None) -> None:
     table.add_row(
         "[b]mean over questions[/]",
         str(first.questions),
-        *[_pct(r.accuracy) + ci(mc.wilson(r.correct, r.questions)) for r in reports],
+        *[_pct(r.accuracy) + ci(report.wilson(r.correct, r.questions)) for r in reports],
     )
     table.add_row(
         "[b]mean over subjects[/]",

@@ -138,9 +138,11 @@ class LlamaCppEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- tokens -------------------------------------------------------------------------
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         assert self._http is not None, "engine not started"
-        status, data = await self._http.request("POST", path, body)
+        status, data = await self._http.request(method, path, body)
         if status != 200:
             raise _error(data.get("error") or {"message": str(data), "code": status})
         return dict(data)
@@ -148,7 +150,8 @@ class LlamaCppEngine:
     async def tokenize(
         self, text: str, *, add_special: bool = False, parse_special: bool = True
     ) -> list[TokenPiece]:
-        data = await self._post(
+        data = await self._request(
+            "POST",
             "/tokenize",
             {
                 "content": text,
@@ -160,19 +163,17 @@ class LlamaCppEngine:
         return [TokenPiece(t["id"], _piece_bytes(t["piece"])) for t in data["tokens"]]
 
     async def detokenize(self, ids: list[int]) -> str:
-        data = await self._post("/detokenize", {"tokens": ids})
+        data = await self._request("POST", "/detokenize", {"tokens": ids})
         return str(data["content"])
 
     async def props(self) -> dict[str, Any]:
         """llama.cpp's /props: the GGUF's chat template, BOS and EOS among them."""
-        assert self._http is not None, "engine not started"
-        status, data = await self._http.request("GET", "/props")
-        if status != 200:
-            raise _error(data.get("error") or {"message": str(data), "code": status})
-        return dict(data)
+        return await self._request("GET", "/props")
 
     async def render_chat(self, messages: list[Message]) -> str:
-        data = await self._post("/apply-template", {"messages": _wire_messages(messages)})
+        data = await self._request(
+            "POST", "/apply-template", {"messages": _wire_messages(messages)}
+        )
         return str(data["prompt"])
 
     async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
@@ -230,10 +231,15 @@ class LlamaCppEngine:
     async def next_token_logprobs(self, prompt: list[int], k: int) -> dict[int, float]:
         """The model's top-k next tokens after ``prompt`` (token ids), with log-probabilities
         of the raw distribution, as this view serves them (its adapter applied)."""
-        payload: dict[str, Any] = {"prompt": prompt, "max_tokens": 1, "n_probs": k}
-        payload["temperature"] = 0.0
+        payload = {"prompt": prompt, "max_tokens": 1, "n_probs": k, "temperature": 0.0}
+        first = await self._first_token(payload)
+        return {int(t["id"]): float(t["logprob"]) for t in first["top_logprobs"]}
+
+    async def _first_token(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Run one non-streamed completion (this view's adapter applied) and return its
+        first token's logprobs entry."""
         if self._lora is not None:
-            payload["lora"] = self._lora
+            payload = {**payload, "lora": self._lora}
         out: list[dict[str, Any]] = []
 
         def keep(data: dict[str, Any]) -> bool:
@@ -246,8 +252,7 @@ class LlamaCppEngine:
         await asyncio.get_running_loop().run_in_executor(self._pool, work)
         if not out or "error" in out[-1]:
             raise _error((out[-1] if out else {}).get("error") or {"message": "no answer"})
-        content = out[-1]["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-        return {int(t["id"]): float(t["logprob"]) for t in content}
+        return dict(out[-1]["choices"][0]["logprobs"]["content"][0])
 
     async def choice_probs(self, prompt: str, choices: Sequence[str]) -> dict[str, float]:
         """The probability of each of ``choices`` (short literal answers, e.g. "A".."D") as
@@ -272,21 +277,7 @@ class LlamaCppEngine:
             "repeat_penalty": 1.0,
             "seed": 0,
         }
-        if self._lora is not None:
-            payload["lora"] = self._lora
-        out: list[dict[str, Any]] = []
-
-        def keep(data: dict[str, Any]) -> bool:
-            out.append(data)
-            return False
-
-        def work() -> None:
-            self._server.handle_completions(payload, keep)
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, work)
-        if not out or "error" in out[-1]:
-            raise _error((out[-1] if out else {}).get("error") or {"message": "no answer"})
-        first = out[-1]["choices"][0]["logprobs"]["content"][0]
+        first = await self._first_token(payload)
         probs = {c: 0.0 for c in choices}
         for t in first.get("top_probs") or first.get("top_logprobs") or []:
             piece = t.get("token", "")

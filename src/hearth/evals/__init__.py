@@ -1,1 +1,1 @@
-"""Evaluations: retrieval quality now; multiple-choice (C-Eval style) later."""
+"""Evaluations: retrieval quality, and multiple choice (C-Eval style) on served models."""

@@ -28,21 +28,19 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hearth.errors import UserError
+from hearth.errors import UserError, listing
+from hearth.evals.report import LETTERS, Record, Report
 from hearth.types import ChatRequest, GenerationParams, Message
 
-LETTERS = ("A", "B", "C", "D")
 MODES = ("choice", "gen")
-Z95 = 1.959963984540054
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 INSTRUCTION = {
@@ -93,7 +91,7 @@ class Question:
 
 
 # -- data ------------------------------------------------------------------------------
-def load_questions(path: Path, *, need_answer: bool = True) -> list[Question]:
+def load_questions(path: Path) -> list[Question]:
     """Read a question file; every bad record is reported by file and line at once."""
     if not path.is_file():
         raise UserError(f"no such file: {path}")
@@ -108,7 +106,7 @@ def load_questions(path: Path, *, need_answer: bool = True) -> list[Question]:
     for line, record in records:
         where = f"{path.name}:{line}"
         try:
-            q = _question(record, default_id=f"{path.stem}-{len(out) + 1}", need=need_answer)
+            q = _question(record, default_id=f"{path.stem}-{len(out) + 1}")
         except ValueError as e:
             problems.append(f"{where}: {e}")
             continue
@@ -118,9 +116,7 @@ def load_questions(path: Path, *, need_answer: bool = True) -> list[Question]:
         seen.add(q.id)
         out.append(q)
     if problems:
-        shown = "\n  ".join(problems[:10])
-        more = f"\n  … and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise UserError(f"{len(problems)} bad question(s) in {path}:\n  {shown}{more}")
+        raise UserError(f"{len(problems)} bad question(s) in {path}:{listing(problems)}")
     if not out:
         raise UserError(f"{path}: no questions (expected JSONL with question, A, B, C, D, answer)")
     return out
@@ -147,19 +143,18 @@ def _records(path: Path, text: str) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as e:
             bad.append(f"{path.name}:{i}: not valid JSON ({e.msg} at column {e.colno})")
     if bad:
-        shown = "\n  ".join(bad[:10])
-        raise UserError(f"{len(bad)} unreadable line(s) in {path}:\n  {shown}")
+        raise UserError(f"{len(bad)} unreadable line(s) in {path}:{listing(bad)}")
     return out
 
 
-def _question(record: Any, *, default_id: str, need: bool) -> Question:
+def _question(record: Any, *, default_id: str) -> Question:
     if not isinstance(record, dict):
         raise ValueError(f"expected an object with question, A, B, C, D, answer; got {record!r}")
     missing = [k for k in ("question", *LETTERS) if not str(record.get(k) or "").strip()]
     if missing:
         raise ValueError(f"missing or empty: {', '.join(missing)}")
     answer = str(record.get("answer") or "").strip().upper()
-    if answer not in LETTERS and (need or answer):
+    if answer not in LETTERS:
         raise ValueError(f"answer must be one of A, B, C, D; got {record.get('answer')!r}")
     opts = tuple(str(record[k]).strip() for k in LETTERS)
     return Question(
@@ -173,10 +168,9 @@ def _question(record: Any, *, default_id: str, need: bool) -> Question:
 
 
 # -- prompts ---------------------------------------------------------------------------
-def block(q: Question, *, instruction: bool = True) -> str:
+def block(q: Question) -> str:
     lang = q.language
-    lines = [INSTRUCTION[lang], ""] if instruction else []
-    lines.append(q.question)
+    lines = [INSTRUCTION[lang], "", q.question]
     lines += [f"{letter}. {text}" for letter, text in zip(LETTERS, q.options, strict=True)]
     lines.append(CUE[lang])
     return "\n".join(lines)
@@ -191,9 +185,10 @@ def shots_for(q: Question, dev: Sequence[Question], n: int) -> list[Question]:
     return (same + other)[:n]
 
 
-def messages(q: Question, shots: Sequence[Question]) -> list[Message]:
+def messages(q: Question, dev: Sequence[Question] = (), shots: int = 0) -> list[Message]:
+    """The chat for ``q``: ``shots`` dev examples as earlier turns, then the question."""
     out: list[Message] = []
-    for s in shots:
+    for s in shots_for(q, dev, shots):
         out.append(Message("user", block(s)))
         out.append(Message("assistant", s.answer))
     out.append(Message("user", block(q)))
@@ -224,150 +219,7 @@ def extract_letter(text: str, q: Question | None = None) -> str | None:
     return None
 
 
-# -- statistics ------------------------------------------------------------------------
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def mcnemar(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
-    """Paired comparison of two models' right/wrong on the same questions: the difference
-    in accuracy (b − a) with a 95% interval, the discordant counts, and the exact two-sided
-    McNemar p-value (a binomial test on the discordant pairs)."""
-    from scipy.stats import binomtest
-
-    n = len(a)
-    only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)
-    only_b = sum(1 for x, y in zip(a, b, strict=True) if y and not x)
-    discordant = only_a + only_b
-    p = 1.0 if discordant == 0 else float(binomtest(only_b, discordant, 0.5).pvalue)
-    diff = (only_b - only_a) / n if n else 0.0
-    se = math.sqrt(max(0.0, discordant - (only_b - only_a) ** 2 / n)) / n if n else 0.0
-    return {
-        "difference": diff,
-        "ci95": [diff - Z95 * se, diff + Z95 * se],
-        "only_first_right": only_a,
-        "only_second_right": only_b,
-        "p_value": p,
-        "test": "exact McNemar (two-sided binomial test on discordant pairs)",
-    }
-
-
 # -- running ---------------------------------------------------------------------------
-@dataclass
-class Record:
-    id: str
-    subject: str
-    answer: str
-    prediction: str | None
-    correct: bool
-    prompt: str
-    probs: dict[str, float] | None = None
-    output: str | None = None
-
-
-@dataclass
-class SubjectScore:
-    subject: str
-    questions: int
-    correct: int
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.questions if self.questions else 0.0
-
-
-@dataclass
-class Report:
-    model: str
-    mode: str
-    shots: int
-    data: str
-    records: list[Record] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def questions(self) -> int:
-        return len(self.records)
-
-    @property
-    def correct(self) -> int:
-        return sum(r.correct for r in self.records)
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.questions if self.records else 0.0
-
-    def subjects(self) -> list[SubjectScore]:
-        by: dict[str, SubjectScore] = {}
-        for r in self.records:
-            s = by.setdefault(r.subject, SubjectScore(r.subject, 0, 0))
-            s.questions += 1
-            s.correct += int(r.correct)
-        return sorted(by.values(), key=lambda s: s.subject)
-
-    @property
-    def subject_mean(self) -> float:
-        subjects = self.subjects()
-        return sum(s.accuracy for s in subjects) / len(subjects) if subjects else 0.0
-
-    def subject_mean_ci(self) -> tuple[float, float]:
-        subjects = self.subjects()
-        if not subjects:
-            return (0.0, 1.0)
-        var = sum(s.accuracy * (1 - s.accuracy) / s.questions for s in subjects)
-        half = Z95 * math.sqrt(var) / len(subjects)
-        m = self.subject_mean
-        return (max(0.0, m - half), min(1.0, m + half))
-
-    @property
-    def unparsed(self) -> int:
-        return sum(1 for r in self.records if r.prediction is None)
-
-    @property
-    def mean_prob_correct(self) -> float | None:
-        probs = [r.probs[r.answer] for r in self.records if r.probs is not None]
-        return sum(probs) / len(probs) if probs else None
-
-    def summary(self) -> dict[str, Any]:
-        lo, hi = wilson(self.correct, self.questions)
-        slo, shi = self.subject_mean_ci()
-        return {
-            "model": self.model,
-            "mode": self.mode,
-            "shots": self.shots,
-            "data": self.data,
-            "questions": self.questions,
-            "correct": self.correct,
-            "accuracy_over_questions": self.accuracy,
-            "accuracy_over_questions_ci95": [lo, hi],
-            "accuracy_over_subjects": self.subject_mean,
-            "accuracy_over_subjects_ci95": [slo, shi],
-            "chance": 1 / len(LETTERS),
-            "unparsed": self.unparsed,
-            "mean_prob_correct": self.mean_prob_correct,
-            "seconds": round(self.seconds, 1),
-            "subjects": [
-                {
-                    "subject": s.subject,
-                    "questions": s.questions,
-                    "correct": s.correct,
-                    "accuracy": s.accuracy,
-                    "ci95": list(wilson(s.correct, s.questions)),
-                }
-                for s in self.subjects()
-            ],
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return self.summary() | {"records": [asdict(r) for r in self.records]}
-
-
 async def evaluate(
     runner: Any,
     model: str,
@@ -395,15 +247,15 @@ async def evaluate(
     started = time.monotonic()
     report = Report(model=model, mode=mode, shots=shots, data=data)
     for i, q in enumerate(questions):
-        chat = messages(q, shots_for(q, dev, shots))
+        chat = messages(q, dev, shots)
         prompt = await engine.render_chat(chat)
         if mode == "choice":
-            probs = await _choice(runner, engine, prompt)
+            probs = await _choice(runner, prompt)
             prediction: str | None = max(LETTERS, key=lambda c: probs[c])
             output = None
         else:
             probs = None
-            output = await _generate(runner, engine, chat, max_tokens)
+            output = await _generate(runner, chat, max_tokens)
             prediction = extract_letter(output, q)
         report.records.append(
             Record(
@@ -423,127 +275,19 @@ async def evaluate(
     return report
 
 
-async def _choice(runner: Any, engine: Any, prompt: str) -> dict[str, float]:
+async def _choice(runner: Any, prompt: str) -> dict[str, float]:
     deadline = time.monotonic() + runner.timeout
     async with runner.slot(deadline):
-        probs: dict[str, float] = await engine.choice_probs(prompt, list(LETTERS))
+        probs: dict[str, float] = await runner.engine.choice_probs(prompt, list(LETTERS))
     return probs
 
 
-async def _generate(runner: Any, engine: Any, chat: list[Message], max_tokens: int) -> str:
+async def _generate(runner: Any, chat: list[Message], max_tokens: int) -> str:
     request = ChatRequest(
         messages=chat, params=GenerationParams(max_tokens=max_tokens, temperature=0.0, seed=0)
     )
-    engine.check(request)
+    runner.engine.check(request)
     parts: list[str] = []
-    async for delta in runner.stream(lambda: engine.stream_chat(request)):
+    async for delta in runner.stream(lambda: runner.engine.stream_chat(request)):
         parts.append(delta.text)
     return "".join(parts)
-
-
-# -- chart -----------------------------------------------------------------------------
-def chart(reports: Sequence[Report], path: Path) -> Path:
-    """Accuracy per subject, one bar per model, with 95% intervals and the chance line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import font_manager
-
-    # Subject names may be Chinese: prefer a CJK font where one is installed.
-    have = {f.name for f in font_manager.fontManager.ttflist}
-    cjk = [
-        f for f in ("WenQuanYi Micro Hei", "Noto Sans CJK SC", "Source Han Sans SC") if f in have
-    ]
-    plt.rcParams["font.sans-serif"] = [*cjk, "DejaVu Sans"]
-    subjects = sorted({s.subject for r in reports for s in r.subjects()})
-    labels = [*subjects, "over questions", "over subjects"]
-    width = 0.8 / max(1, len(reports))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) * max(1, len(reports)) ** 0.5), 4.5))
-    for i, r in enumerate(reports):
-        by = {s.subject: s for s in r.subjects()}
-        values, lows, highs = [], [], []
-        for name in subjects:
-            s = by.get(name)
-            acc = s.accuracy if s else 0.0
-            lo, hi = wilson(s.correct, s.questions) if s else (0.0, 0.0)
-            values.append(acc)
-            lows.append(acc - lo)
-            highs.append(hi - acc)
-        lo, hi = wilson(r.correct, r.questions)
-        values.append(r.accuracy)
-        lows.append(r.accuracy - lo)
-        highs.append(hi - r.accuracy)
-        slo, shi = r.subject_mean_ci()
-        values.append(r.subject_mean)
-        lows.append(r.subject_mean - slo)
-        highs.append(shi - r.subject_mean)
-        xs = [x + (i - (len(reports) - 1) / 2) * width for x in range(len(labels))]
-        ax.bar(xs, values, width, yerr=[lows, highs], capsize=2, label=r.model)
-    ax.axhline(1 / len(LETTERS), color="grey", linestyle="--", linewidth=1, label="chance")
-    ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    mode = ", ".join(sorted({f"{r.mode}, {r.shots}-shot" for r in reports}))
-    ax.set_title(f"multiple choice ({mode}), 95% intervals")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# -- lm-eval export --------------------------------------------------------------------
-LM_EVAL_TASK = "hearth_mc"
-
-
-def export_lm_eval(
-    out_dir: Path, model: str, questions: Sequence[Question], prompts: Sequence[str]
-) -> Path:
-    """An lm-eval task over the same questions and the exact prompts hearth sends
-    (rendered by ``model``'s chat template): ``multiple_choice`` over the continuations
-    A–D with no delimiter, scored by ``acc`` (the highest log-likelihood letter), which is
-    what ``choice`` mode computes from the served distribution."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    data = out_dir / f"{LM_EVAL_TASK}.jsonl"
-    with data.open("w", encoding="utf-8") as f:
-        for q, prompt in zip(questions, prompts, strict=True):
-            row = {"id": q.id, "subject": q.subject, "prompt": prompt, "answer": q.answer}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    yaml = out_dir / f"{LM_EVAL_TASK}.yaml"
-    yaml.write_text(
-        "# Written by `hearth eval mc --export-lm-eval`: the questions with the prompts\n"
-        f"# hearth renders for model '{model}' (its own chat template), scored by lm-eval.\n"
-        f"task: {LM_EVAL_TASK}\n"
-        "dataset_path: json\n"
-        "dataset_kwargs:\n"
-        "  data_files:\n"
-        f"    test: {json.dumps(str(data.resolve()))}\n"
-        "test_split: test\n"
-        "output_type: multiple_choice\n"
-        'doc_to_text: "{{prompt}}"\n'
-        'doc_to_choice: ["A", "B", "C", "D"]\n'
-        "doc_to_target: \"{{['A', 'B', 'C', 'D'].index(answer)}}\"\n"
-        'target_delimiter: ""\n'
-        "metric_list:\n"
-        "  - metric: acc\n"
-        "    aggregation: mean\n"
-        "    higher_is_better: true\n"
-        "metadata:\n"
-        "  version: 1.0\n",
-        encoding="utf-8",
-    )
-    return yaml
-
-
-def lm_eval_command(out_dir: Path, gguf: Path | None) -> str:
-    model_args = (
-        f"pretrained={gguf.parent},gguf_file={gguf.name},dtype=float32"
-        if gguf is not None
-        else "pretrained=HF_MODEL_DIR"
-    )
-    return (
-        f"lm_eval --model hf --model_args {model_args} --include_path {out_dir} "
-        f"--tasks {LM_EVAL_TASK} --device cpu --batch_size 8"
-    )

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from hearth.config import Settings
-from hearth.errors import HearthError, UserError
+from hearth.errors import HearthError, UserError, listing
 from hearth.finetune.prepare import Prepared, prepare
-from hearth.finetune.store import ADAPTERS, NAME, RUNS, Manifest, adapter_dir, register_adapter
+from hearth.finetune.store import ADAPTERS, RUNS, Manifest, adapter_dir, register_adapter
 from hearth.finetune.worker import MARK
 
 METHODS = ("lora", "qlora", "dpo")
@@ -58,12 +58,11 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def check_name(settings: Settings, name: str) -> None:
-    if not NAME.fullmatch(name):
-        raise UserError(f"adapter name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
+    where = adapter_dir(settings.home, name)  # refuses a name that is not one
     spec = settings.models.get(name)
     if spec is not None and not spec.adapter:
         raise UserError(f"'{name}' is already a model; choose another --name")
-    if adapter_dir(settings.home, name).exists():
+    if where.exists():
         raise UserError(
             f"adapter '{name}' exists; remove it first with `hearth finetune rm {name}`"
         )
@@ -143,11 +142,9 @@ def train(
 def _usable(prepared: Prepared, options: Options) -> None:
     problems = prepared.data.problems
     if problems:
-        listed = "\n".join(f"  {p}" for p in problems[:10])
-        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise UserError(
             f"the data has {len(problems)} problem(s); fix them (`hearth finetune check` "
-            f"lists them all):\n{listed}{more}"
+            f"lists them all):{listing(problems)}"
         )
     pairs = bool(prepared.pairs)
     if options.method == "dpo" and (not pairs or prepared.encoded):

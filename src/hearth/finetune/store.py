@@ -63,9 +63,7 @@ def register_adapter(settings: Settings, manifest: Manifest, gguf: Path) -> Path
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     os.replace(gguf, staging / "adapter.gguf")
-    (staging / MANIFEST).write_text(
-        json.dumps(manifest.to_json(), ensure_ascii=False, indent=2), encoding="utf-8"
-    )
+    _write_manifest(staging, manifest)
     os.replace(staging, final)
     base = settings.models[manifest.base]
     register(
@@ -120,7 +118,11 @@ def remove(home: Path, name: str) -> bool:
 
 def save(home: Path, manifest: Manifest) -> None:
     """Rewrite a registered adapter's manifest (e.g. with its evaluation), atomically."""
-    path = adapter_dir(home, manifest.name) / MANIFEST
+    _write_manifest(adapter_dir(home, manifest.name), manifest)
+
+
+def _write_manifest(directory: Path, manifest: Manifest) -> None:
+    path = directory / MANIFEST
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest.to_json(), ensure_ascii=False, indent=2), encoding="utf-8")
     os.replace(tmp, path)

@@ -88,12 +88,7 @@ def register(home: Path, name: str, table: dict[str, Any]) -> None:
         if key != "context" or "context" not in entry:
             entry[key] = value
     models[name] = entry
-    path = home / MODELS_FILE
-    tmp = path.with_name(f".{MODELS_FILE}.{os.getpid()}.tmp")
-    with disk_errors(path):
-        home.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(_dump(models), encoding="utf-8")
-        os.replace(tmp, path)
+    _save(home, models)
 
 
 def unregister(home: Path, name: str) -> bool:
@@ -102,12 +97,18 @@ def unregister(home: Path, name: str) -> bool:
     if name not in models:
         return False
     del models[name]
+    _save(home, models)
+    return True
+
+
+def _save(home: Path, models: dict[str, Any]) -> None:
+    """Write models.toml atomically: a crash leaves the old file or the new one."""
     path = home / MODELS_FILE
     tmp = path.with_name(f".{MODELS_FILE}.{os.getpid()}.tmp")
     with disk_errors(path):
+        home.mkdir(parents=True, exist_ok=True)
         tmp.write_text(_dump(models), encoding="utf-8")
         os.replace(tmp, path)
-    return True
 
 
 def register_gguf(
