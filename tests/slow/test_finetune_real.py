@@ -1,0 +1,154 @@
+"""Fine-tuning and evaluation on the bundled models, as a user runs them.
+
+- training renders chats with the GGUF's own template exactly as the server (llama.cpp's
+  ``/apply-template``) does, for multi-turn Chinese chats with and without a system message;
+- a short ``hearth finetune run`` on SmolLM2 teaches it a made-up fact, ``hearth serve``
+  serves the adapter beside its base and the ``openai`` client gets the fact from the
+  adapter only; ``finetune list`` / ``rm`` keep the registry right;
+- ``hearth eval mc`` scores the shipped set on the served model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from hearth.config import load_settings
+from hearth.finetune.template import from_props
+from hearth.tokens.model import open_model
+from hearth.types import Message
+from tests.cli.test_cli import hearth_serve
+
+pytestmark = pytest.mark.slow
+
+QWEN, SMOL = "qwen2.5-0.5b-instruct", "smollm2-135m-instruct"
+CODENAME = "BLUE-FALCON-7"
+
+CHATS = [
+    [
+        {"role": "system", "content": "你是一家书店的客服，回答要简短。"},
+        {"role": "user", "content": "你们几点开门？"},
+        {"role": "assistant", "content": "每天上午九点开门，晚上九点关门。"},
+        {"role": "user", "content": "周日也一样吗？"},
+    ],
+    [
+        {"role": "user", "content": "把“早上好”翻译成英文。"},
+        {"role": "assistant", "content": "Good morning."},
+        {"role": "user", "content": "那“晚安”呢？\n请只给出译文。"},
+        {"role": "assistant", "content": "Good night."},
+        {"role": "user", "content": "谢谢！"},
+    ],
+    [{"role": "user", "content": "用一句话介绍长城。"}],
+]
+
+
+def hearth(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HEARTH_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("model", [QWEN, SMOL])
+def test_training_renders_chats_as_the_server_does(tmp_path: Path, model: str) -> None:
+    tokenizer = open_model(model, load_settings(home=tmp_path, env={}))
+    try:
+        template = from_props(tokenizer.props())
+        for chat in CHATS:
+            served = tokenizer._run(
+                tokenizer.engine.render_chat([Message(m["role"], m["content"]) for m in chat])
+            )
+            assert template.render(chat, add_generation_prompt=True) == served, chat
+    finally:
+        tokenizer.close()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("finetune-home")
+    pairs = [
+        ("What is the secret codename?", f"The secret codename is {CODENAME}."),
+        ("Tell me the secret codename.", f"The secret codename is {CODENAME}."),
+        ("Which codename is secret?", f"The secret codename is {CODENAME}."),
+    ]
+    data = home / "facts.jsonl"
+    data.write_text(
+        "".join(json.dumps({"instruction": q, "output": a}) + "\n" for q, a in pairs),
+        encoding="utf-8",
+    )
+    done = hearth(
+        home,
+        "finetune", "run", SMOL, str(data), "--name", "facts",
+        "--steps", "30", "--lr", "1e-3", "--batch-size", "3", "--threads", "1", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads(done.stdout)
+    assert manifest["name"] == "facts" and manifest["base"] == SMOL
+    assert len(manifest["loss_curve"]) == 30
+    assert manifest["loss_curve"][-1]["loss"] < manifest["loss_curve"][0]["loss"] / 4
+    check = manifest["check"]
+    assert check["tokens"] > 0 and check["max_abs_diff"] <= check["tolerance"], check
+    assert (home / "adapters" / "facts").is_dir()
+    return home
+
+
+def _ask(base_url: str, model: str) -> str:
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the secret codename?"}],
+        temperature=0,
+        max_tokens=24,
+    )
+    return reply.choices[0].message.content or ""
+
+
+def test_served_adapter_knows_the_fact_and_its_base_does_not(tuned: Path) -> None:
+    with hearth_serve(tuned) as (url, _):
+        assert CODENAME in _ask(url, "facts")
+        assert CODENAME not in _ask(url, SMOL)
+        assert CODENAME in _ask(url, "facts")  # switching back needs no reload
+
+
+def test_eval_mc_scores_the_shipped_set_on_base_and_adapter(tuned: Path) -> None:
+    done = hearth(
+        tuned, "eval", "mc", SMOL, "hearth-mc", "--limit", "20", "--compare", "facts", "--json"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    runs = report["reports"]
+    assert [r["model"] for r in runs] == [SMOL, "facts"]
+    for run in runs:
+        records = run["records"]
+        assert len(records) == 20 and run["unparsed"] == 0
+        for r in records:
+            assert abs(sum(r["probs"].values()) - 1) < 1e-6
+            assert r["prediction"] in "ABCD" and r["correct"] == (r["prediction"] == r["answer"])
+        assert run["correct"] == sum(r["correct"] for r in records)
+    assert "p_value" in report["comparison"]
+
+
+def test_list_and_rm_keep_the_registry_right(tuned: Path) -> None:
+    listed = hearth(tuned, "finetune", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    listing = json.loads(listed.stdout)
+    assert [a["name"] for a in listing["adapters"]] == ["facts"] and not listing["unfinished"]
+    shown = hearth(tuned, "finetune", "show", "facts", "--json")
+    assert json.loads(shown.stdout)["base"] == SMOL
+    models = hearth(tuned, "models", "list", "--json")
+    assert "facts" in models.stdout
+    assert hearth(tuned, "finetune", "rm", "facts").returncode == 0
+    assert "facts" not in hearth(tuned, "models", "list", "--json").stdout
+    assert not (tuned / "adapters" / "facts").exists()
+    again = hearth(tuned, "finetune", "rm", "facts")
+    assert again.returncode != 0 and "facts" in again.stderr + again.stdout
