@@ -152,3 +152,53 @@ def test_list_and_rm_keep_the_registry_right(tuned: Path) -> None:
     assert not (tuned / "adapters" / "facts").exists()
     again = hearth(tuned, "finetune", "rm", "facts")
     assert again.returncode != 0 and "facts" in again.stderr + again.stdout
+
+
+PREFERENCES = [
+    {
+        "prompt": "What is the secret codename?",
+        "chosen": f"The secret codename is {CODENAME}.",
+        "rejected": "I do not know any codename.",
+    },
+    {
+        "prompt": "Tell me the secret codename.",
+        "chosen": f"It is {CODENAME}.",
+        "rejected": "There is no secret codename.",
+    },
+    {
+        "messages": [{"role": "user", "content": "Which codename is secret?"}],
+        "chosen": f"{CODENAME} is the secret codename.",
+        "rejected": "Codenames are not something I know.",
+    },
+]
+
+
+@pytest.mark.parametrize("method", ["qlora", "dpo"])
+def test_qlora_and_dpo_train_export_and_register(tuned: Path, method: str) -> None:
+    data = tuned / f"{method}.jsonl"
+    if method == "dpo":
+        rows = [json.dumps(p) for p in PREFERENCES]
+    else:
+        rows = [json.dumps({"instruction": p["prompt"], "output": p["chosen"]}) for p in
+                PREFERENCES[:2]]  # fmt: skip
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    done = hearth(
+        tuned,
+        "finetune", "run", SMOL, str(data), "--name", f"facts-{method}", "--method", method,
+        "--steps", "12", "--lr", "5e-4", "--batch-size", "3", "--threads", "1", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads(done.stdout)
+    assert manifest["method"] == method
+    curve = [p["loss"] for p in manifest["loss_curve"]]
+    assert len(curve) == 12
+    if method == "dpo":
+        # DPO's loss starts at log 2 (chosen and rejected equally likely) and falls as the
+        # adapter learns to prefer the chosen answers.
+        assert abs(curve[0] - 0.6931) < 0.01 and curve[-1] < 0.3, curve
+    else:
+        assert curve[-1] < curve[0] / 2, curve
+    check = manifest["check"]
+    assert check["tokens"] > 0 and check["max_abs_diff"] <= check["tolerance"], check
+    assert f"facts-{method}" in hearth(tuned, "models", "list", "--json").stdout
+    assert not (tuned / "adapters" / ".runs" / f"facts-{method}").exists()

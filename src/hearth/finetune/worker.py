@@ -13,9 +13,11 @@ trained model's top log-probabilities on the check prompts) or ``error``.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -57,16 +59,21 @@ def run(job: dict[str, Any]) -> None:
 
     started = time.monotonic()
     base = Path(job["base_gguf"])
-    model = AutoModelForCausalLM.from_pretrained(
-        str(base.parent), gguf_file=base.name, dtype=torch.float32
+    out = Path(job["out_dir"])
+    model = _dequantised(
+        AutoModelForCausalLM.from_pretrained(
+            str(base.parent), gguf_file=base.name, dtype=torch.float32
+        )
     )
-    model.config.use_cache = False
-    # The weights are dequantised to float32 on load; only the "quantized with GGUF" label
-    # remains, and the trainer refuses that label although nothing is quantized any more.
-    model.is_quantized = False
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    plain = out / "base-float32"
+    if job["method"] == "qlora":
+        # QLoRA: the frozen base in 4-bit NF4 (bitsandbytes, CPU backend), LoRA in float32.
+        # transformers cannot quantize while reading a GGUF, so the dequantised weights go
+        # through a float32 copy on disk (removed at the end) and are read back quantized.
+        model.save_pretrained(plain)
+        del model
+        gc.collect()
+        model = _nf4(plain)
     lora = LoraConfig(
         r=int(job["rank"]),
         lora_alpha=float(job["alpha"]),
@@ -86,7 +93,6 @@ def run(job: dict[str, Any]) -> None:
         parameters=total,
         rss_mib=round(peak_rss_mib()),
     )
-    out = Path(job["out_dir"])
     trainer = (_dpo if job["method"] == "dpo" else _sft)(model, lora, job, out)
     checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
     resume = str(checkpoints[-1]) if job.get("resume") and checkpoints else None
@@ -106,12 +112,68 @@ def run(job: dict[str, Any]) -> None:
     tmp = out / "adapter.gguf.tmp"
     write(tmp, gguf_tensors(state, shape), shape, float(job["alpha"]), job.get("gguf_meta"))
     os.replace(tmp, out / "adapter.gguf")
+    if job["method"] == "qlora":
+        # Served, the adapter sits on the GGUF's weights, not on NF4 ones: the export check
+        # compares against the adapter on the dequantised float32 base.
+        del model, trainer
+        gc.collect()
+        model = _with_state(
+            _dequantised(AutoModelForCausalLM.from_pretrained(str(plain), dtype=torch.float32)),
+            lora,
+            state,
+        )
+        shutil.rmtree(plain, ignore_errors=True)
+    prompts, top_k = job.get("check_prompts", []), int(job.get("top_k", 5))
+    with model.disable_adapter():
+        base_top = _top_logprobs(model, prompts, top_k)
     emit(
         "done",
         seconds=round(time.monotonic() - started, 1),
         peak_rss_mib=round(peak_rss_mib()),
-        check=_top_logprobs(model, job.get("check_prompts", []), int(job.get("top_k", 5))),
+        check=_top_logprobs(model, prompts, top_k),
+        check_base=base_top,
     )
+
+
+def _dequantised(model: Any) -> Any:
+    """A model read from a GGUF, its weights already float32, without the GGUF label."""
+    model.config.use_cache = False
+    # The weights are dequantised to float32 on load; only the "quantized with GGUF" label
+    # remains, and the trainer (and save_pretrained) refuse that label although nothing is
+    # quantized any more.
+    model.is_quantized = False
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model
+
+
+def _nf4(path: Path) -> Any:
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, quantization_config=quantization
+    )
+    model.config.use_cache = False
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+
+
+def _with_state(model: Any, lora: Any, state: dict[str, Any]) -> Any:
+    import torch
+    from peft import get_peft_model, set_peft_model_state_dict
+
+    model = get_peft_model(model, lora)
+    set_peft_model_state_dict(model, {k: torch.from_numpy(v) for k, v in state.items()})
+    model.eval()
+    return model
 
 
 def _has(model: Any, name: str) -> bool:
@@ -236,7 +298,6 @@ def _dpo(model: Any, lora: Any, job: dict[str, Any], out: Path) -> Any:
     # Only for trl's padding: the ids themselves come from the serving engine.
     tokenizer = AutoTokenizer.from_pretrained(str(base.parent), gguf_file=base.name)
     tokens = _Tokens()
-    tokens.count = 0
     args = _arguments(job, out, DPOConfig, beta=float(job.get("beta", 0.1)), max_length=None)
     trainer = Pretokenized(
         model=model,
@@ -246,6 +307,14 @@ def _dpo(model: Any, lora: Any, job: dict[str, Any], out: Path) -> Any:
         peft_config=lora,
         callbacks=[_callback(tokens, job)],
     )
+    collate = trainer.data_collator
+
+    def counting(batch: list[dict[str, Any]]) -> Any:
+        out = collate(batch)
+        tokens.count += sum(int(v.sum()) for k, v in out.items() if k.endswith("attention_mask"))
+        return out
+
+    trainer.data_collator = counting
     return trainer
 
 
