@@ -27,6 +27,7 @@ from tests.cli.test_cli import hearth_serve
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[2]
 QWEN, SMOL = "qwen2.5-0.5b-instruct", "smollm2-135m-instruct"
 CODENAME = "BLUE-FALCON-7"
 
@@ -202,3 +203,14 @@ def test_qlora_and_dpo_train_export_and_register(tuned: Path, method: str) -> No
     assert check["tokens"] > 0 and check["max_abs_diff"] <= check["tolerance"], check
     assert f"facts-{method}" in hearth(tuned, "models", "list", "--json").stdout
     assert not (tuned / "adapters" / ".runs" / f"facts-{method}").exists()
+
+
+def test_check_takes_the_base_first_like_run(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "finetune" / "codename.jsonl"
+    done = hearth(tmp_path, "finetune", "check", SMOL, str(example), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["model"] == SMOL and report["usable"] == report["examples"] == 12
+    assert report["tokens"]["trained"] < report["tokens"]["total"]
+    bad = hearth(tmp_path, "finetune", "check", SMOL, str(tmp_path / "missing.jsonl"))
+    assert bad.returncode == 1 and "no such file" in bad.stdout

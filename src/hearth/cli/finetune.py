@@ -30,9 +30,11 @@ DATA_HELP = (
 
 @app.command()
 def check(
-    data: list[Path] = typer.Argument(..., help=DATA_HELP),
+    data: list[Path] = typer.Argument(
+        ..., help=DATA_HELP + " A registered model's name first is taken as --model."
+    ),
     model: str = typer.Option(
-        DEFAULT_MODEL, "--model", "-m", help="Base model whose tokenizer counts."
+        None, "--model", "-m", help=f"Base model whose tokenizer counts [default: {DEFAULT_MODEL}]."
     ),
     max_len: int = typer.Option(1024, "--max-len", min=8, help="Longest example in tokens."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -44,6 +46,11 @@ def check(
     from hearth.finetune.run import check_base
 
     settings = load_settings()
+    if model is None:
+        model = DEFAULT_MODEL
+        # `check BASE DATA...`, as `run` takes them, when the first is a model, not a file.
+        if len(data) > 1 and not data[0].exists() and str(data[0]) in settings.models:
+            model, data = str(data[0]), data[1:]
     check_base(settings, model)
     prepared = prepare(settings, model, data, max_len=max_len)
     report = {**prepared.summary(), "model": model, "max_len": max_len}
