@@ -87,10 +87,13 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "".join(json.dumps({"instruction": q, "output": a}) + "\n" for q, a in pairs),
         encoding="utf-8",
     )
+    questions = home / "mc.jsonl"
+    questions.write_text("".join(line for line in _shipped_lines()[:8]), encoding="utf-8")
     done = hearth(
         home,
         "finetune", "run", SMOL, str(data), "--name", "facts",
         "--steps", "30", "--lr", "1e-3", "--batch-size", "3", "--threads", "1", "--json",
+        "--eval-data", str(questions),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads(done.stdout)
@@ -100,7 +103,18 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Path:
     check = manifest["check"]
     assert check["tokens"] > 0 and check["max_abs_diff"] <= check["tolerance"], check
     assert (home / "adapters" / "facts").is_dir()
+    evaluation = manifest["evaluation"]  # --eval-data: base and adapter on the same questions
+    assert evaluation["base"]["model"] == SMOL and evaluation["adapter"]["model"] == "facts"
+    assert evaluation["base"]["questions"] == evaluation["adapter"]["questions"] == 8
+    assert "p_value" in evaluation["comparison"]
+    shown = hearth(home, "finetune", "show", "facts", "--json")
+    assert json.loads(shown.stdout)["evaluation"] == evaluation  # kept in the manifest
     return home
+
+
+def _shipped_lines() -> list[str]:
+    path = ROOT / "src" / "hearth" / "data" / "evals" / "hearth-mc.jsonl"
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
 
 
 def _ask(base_url: str, model: str) -> str:

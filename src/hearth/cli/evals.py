@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -336,12 +337,15 @@ def before_after(settings: Settings, manifest: Any, eval_data: Path, *, quiet: b
             quiet=quiet,
         )
     )
-    manifest.evaluation = {
-        "data": str(eval_data),
-        "base": base.summary(),
-        "adapter": adapter.summary(),
-        "comparison": _comparison(base, adapter),
-    }
+    manifest = dataclasses.replace(
+        manifest,
+        evaluation={
+            "data": str(eval_data),
+            "base": base.summary(),
+            "adapter": adapter.summary(),
+            "comparison": _comparison(base, adapter),
+        },
+    )
     save(settings.home, manifest)
     if not quiet:
         _print([base, adapter], manifest.evaluation["comparison"])
