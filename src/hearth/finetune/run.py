@@ -38,6 +38,7 @@ METHODS = ("lora", "qlora", "dpo")
 # measured on SmolLM2 — so the adapter may add TOLERANCE to the base's own disagreement on
 # the same prompts. Measured: see the README.
 TOLERANCE = 0.15
+CURVE = "curve.jsonl"  # the loss curve as it grows, kept for --resume
 BASE_FLOOR_CAP = 0.3  # a base that disagrees more than this is not a floor but a problem
 MIN_LOGPROB = -4.6
 
@@ -116,7 +117,7 @@ def train(
     _write_rows(work / "train.jsonl", prepared, options)
     job = {**job, "key": key, "resume": resume, "gguf_meta": {"base": base, "name": name}}
     (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
-    curve: list[dict[str, Any]] = []
+    curve = _curve_so_far(work) if resume else []
     done = _spawn(work, job, curve, progress)
     progress({"event": "checking"})
     agreement = check_export(
@@ -221,7 +222,10 @@ def _spawn(
                     continue
                 event = json.loads(line[len(MARK) :])
                 if event["event"] == "step":
-                    curve.append({k: event[k] for k in ("step", "loss", "seconds")})
+                    point = {k: event[k] for k in ("step", "loss", "seconds")}
+                    curve.append(point)
+                    with (work / CURVE).open("a", encoding="utf-8") as f:
+                        f.write(json.dumps(point) + "\n")
                 elif event["event"] == "done":
                     done = event
                 elif event["event"] == "error":
@@ -241,6 +245,24 @@ def _spawn(
             "run again with --resume to continue from the last checkpoint."
         )
     return done
+
+
+def _curve_so_far(work: Path) -> list[dict[str, Any]]:
+    """On --resume, the loss curve up to the checkpoint the run continues from."""
+    from hearth.finetune.worker import last_checkpoint
+
+    last = last_checkpoint(work)
+    if last is None:
+        (work / CURVE).unlink(missing_ok=True)
+        return []
+    upto = int(last.name.rsplit("-", 1)[1])
+    try:
+        lines = (work / CURVE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    kept = [p for p in (json.loads(line) for line in lines if line.strip()) if p["step"] <= upto]
+    (work / CURVE).write_text("".join(json.dumps(p) + "\n" for p in kept), encoding="utf-8")
+    return kept
 
 
 def check_export(

@@ -94,8 +94,8 @@ def run(job: dict[str, Any]) -> None:
         rss_mib=round(peak_rss_mib()),
     )
     trainer = (_dpo if job["method"] == "dpo" else _sft)(model, lora, job, out)
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"))
-    resume = str(checkpoints[-1]) if job.get("resume") and checkpoints else None
+    last = last_checkpoint(out)
+    resume = str(last) if job.get("resume") and last else None
     trainer.train(resume_from_checkpoint=resume)
     model = trainer.model
     model.eval()
@@ -174,6 +174,16 @@ def _with_state(model: Any, lora: Any, state: dict[str, Any]) -> Any:
     set_peft_model_state_dict(model, {k: torch.from_numpy(v) for k, v in state.items()})
     model.eval()
     return model
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint (the trainer writes trainer_state.json last)."""
+    done = [
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in (out / "checkpoints").glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()
+    ]
+    return max(done)[1] if done else None
 
 
 def _has(model: Any, name: str) -> bool:
