@@ -228,4 +228,3 @@ def test_check_takes_the_base_first_like_run(tmp_path: Path) -> None:
     assert report["tokens"]["trained"] < report["tokens"]["total"]
     bad = hearth(tmp_path, "finetune", "check", SMOL, str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 1 and "no such file" in bad.stdout
-
