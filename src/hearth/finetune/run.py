@@ -255,7 +255,7 @@ def _curve_so_far(work: Path) -> list[dict[str, Any]]:
     if last is None:
         (work / CURVE).unlink(missing_ok=True)
         return []
-    upto = int(last.name.rsplit("-", 1)[1])
+    upto = last[0]
     try:
         lines = (work / CURVE).read_text(encoding="utf-8").splitlines()
     except OSError:

@@ -95,7 +95,7 @@ def run(job: dict[str, Any]) -> None:
     )
     trainer = (_dpo if job["method"] == "dpo" else _sft)(model, lora, job, out)
     last = last_checkpoint(out)
-    resume = str(last) if job.get("resume") and last else None
+    resume = str(last[1]) if job.get("resume") and last else None
     trainer.train(resume_from_checkpoint=resume)
     model = trainer.model
     model.eval()
@@ -176,14 +176,15 @@ def _with_state(model: Any, lora: Any, state: dict[str, Any]) -> Any:
     return model
 
 
-def last_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoint (the trainer writes trainer_state.json last)."""
+def last_checkpoint(out: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint's step and directory (the trainer writes
+    trainer_state.json last)."""
     done = [
         (int(p.name.rsplit("-", 1)[1]), p)
         for p in (out / "checkpoints").glob("checkpoint-*")
         if p.name.rsplit("-", 1)[1].isdigit() and (p / "trainer_state.json").exists()
     ]
-    return max(done)[1] if done else None
+    return max(done) if done else None
 
 
 def _has(model: Any, name: str) -> bool:
