@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openai
@@ -228,3 +230,43 @@ def test_check_takes_the_base_first_like_run(tmp_path: Path) -> None:
     assert report["tokens"]["trained"] < report["tokens"]["total"]
     bad = hearth(tmp_path, "finetune", "check", SMOL, str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 1 and "no such file" in bad.stdout
+
+
+def test_ctrl_c_registers_nothing_and_resume_finishes_the_run(tmp_path: Path) -> None:
+    example = ROOT / "examples" / "finetune" / "codename.jsonl"
+    args = [
+        "finetune", "run", SMOL, str(example), "--name", "halted", "--steps", "10",
+        "--save-every", "4", "--batch-size", "4", "--threads", "1", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "HEARTH_HOME": str(tmp_path), "COLUMNS": "200"}
+    # Its own process group, so the interrupt reaches the CLI and its training worker
+    # together, as Ctrl-C in a terminal does.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    state = tmp_path / "adapters" / ".runs" / "halted" / "checkpoints" / "checkpoint-4"
+    deadline = time.monotonic() + 600
+    while not (state / "trainer_state.json").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint after 600 s"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out + err
+    assert "Traceback" not in err, err
+    assert "halted" not in hearth(tmp_path, "models", "list", "--json").stdout
+    listing = json.loads(hearth(tmp_path, "finetune", "list", "--json").stdout)
+    assert listing == {"adapters": [], "unfinished": ["halted"]}
+
+    resumed = hearth(tmp_path, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    manifest = json.loads(resumed.stdout)
+    assert [p["step"] for p in manifest["loss_curve"]] == list(range(1, 11))
+    assert "halted" in hearth(tmp_path, "models", "list", "--json").stdout
+    listing = json.loads(hearth(tmp_path, "finetune", "list", "--json").stdout)
+    assert [a["name"] for a in listing["adapters"]] == ["halted"] and not listing["unfinished"]
