@@ -55,28 +55,36 @@ class LiveServer:
 
 
 @contextmanager
-def serve(settings: Settings, preload: list[str] | None = None) -> Iterator[LiveServer]:
-    app = create_app(settings, preload=preload)
+def serve_asgi(app: Any, port: int = 0) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Any ASGI app on 127.0.0.1 (``port`` 0: a free one), until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("hearth server did not start")
+            raise RuntimeError("server did not start")
         time.sleep(0.02)
-    httpx.get(url + "/health").raise_for_status()
     try:
-        yield LiveServer(url, settings, app)
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@contextmanager
+def serve(
+    settings: Settings, preload: list[str] | None = None, port: int = 0
+) -> Iterator[LiveServer]:
+    app = create_app(settings, preload=preload)
+    with serve_asgi(app, port) as (url, _):
+        httpx.get(url + "/health").raise_for_status()
+        yield LiveServer(url, settings, app)
 
 
 def make_settings(home: Path, config: str = FAKE_MODELS, **overrides: Any) -> Settings:

@@ -30,6 +30,11 @@ class ModelSpec:
     path: str | None = None  # local file (GGUF); None for bundled until assembled
     bundled: str | None = None  # key in hearth.hub.bundled.BUNDLED
     url: str | None = None  # remote: base URL of an OpenAI-compatible API (…/v1)
+    # remote: more upstreams serving the same model, as (url, weight); requests go to the
+    # healthy one with the fewest in flight per unit of weight (`url` has weight 1).
+    urls: tuple[tuple[str, float], ...] = ()
+    # models to answer with, in order, when every upstream of this one fails
+    fallbacks: tuple[str, ...] = ()
     upstream_model: str | None = None  # remote: model id upstream (default: name)
     api_key_env: str | None = None  # remote: environment variable holding the key
     tokenizer: str | None = None  # remote: registered model whose tokenizer counts
@@ -200,6 +205,11 @@ def load_settings(home: Path | None = None, env: dict[str, str] | None = None) -
             )
         if spec.base and models[spec.base].base:
             raise ConfigError(f'[models."{spec.name}"] base "{spec.base}" is itself an adapter')
+        unknown = [f for f in spec.fallbacks if f not in models]
+        if unknown:
+            raise ConfigError(
+                f'[models."{spec.name}"] fallbacks name unregistered model(s) {unknown}'
+            )
     kwargs: dict[str, Any] = {k: server[k] for k in _SERVER_KEYS if k in server}
     hooks = _hook_settings(data.get("hooks", {}), env)
     mcp = _mcp_servers(data.get("mcp", {}))
@@ -237,6 +247,8 @@ _MODEL_KEYS = {
     "json_schema",
     "path",
     "url",
+    "urls",
+    "fallbacks",
     "upstream_model",
     "api_key_env",
     "tokenizer",
@@ -278,7 +290,21 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
     engine = raw.get("engine", base.engine if base else None)
     if engine not in ENGINES:
         raise ConfigError(f'[models."{name}"] engine must be one of {ENGINES}, got {engine!r}')
-    fields: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("price", "script")}
+    fields: dict[str, Any] = {
+        k: v for k, v in raw.items() if k not in ("price", "script", "urls", "fallbacks")
+    }
+    if "urls" in raw:
+        fields["urls"] = _upstreams(name, raw["urls"])
+    if "fallbacks" in raw:
+        fallbacks = raw["fallbacks"]
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+            raise ConfigError(
+                f'[models."{name}"] fallbacks must be a list of model names, e.g. '
+                f'fallbacks = ["other-model"]; got {fallbacks!r}'
+            )
+        if name in fallbacks:
+            raise ConfigError(f'[models."{name}"] cannot fall back to itself')
+        fields["fallbacks"] = tuple(fallbacks)
     if "price" in raw:
         p = raw["price"]
         fields["price"] = Price(float(p.get("input", 0)), float(p.get("output", 0)))
@@ -299,8 +325,10 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         fields.get("path") or fields.get("base") or (base and base.bundled)
     ):
         raise ConfigError(f'[models."{name}"] needs path = "/path/to/model.gguf"')
-    if engine == "remote" and not fields.get("url"):
+    if engine == "remote" and not (fields.get("url") or fields.get("urls")):
         raise ConfigError(f'[models."{name}"] needs url = "http://host:port/v1"')
+    if fields.get("urls") and engine != "remote":
+        raise ConfigError(f'[models."{name}"] urls = [...] is for engine = "remote"')
     memory = raw.get("memory")
     if memory is not None and (not isinstance(memory, dict) or len(memory) != 1):
         raise ConfigError(
@@ -312,6 +340,30 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         return replace(spec, **fields)
     except TypeError as e:
         raise ConfigError(f'[models."{name}"]: {e}') from e
+
+
+def _upstreams(name: str, raw: Any) -> tuple[tuple[str, float], ...]:
+    """``urls = ["http://a/v1", {url = "http://b/v1", weight = 2}]``."""
+    where = f'[models."{name}"] urls'
+    if not isinstance(raw, list):
+        raise ConfigError(f'{where} must be a list, e.g. urls = ["http://10.0.0.2:8000/v1"]')
+    out = []
+    for item in raw:
+        url, weight = (item, 1.0) if isinstance(item, str) else (None, None)
+        if isinstance(item, dict):
+            unknown = set(item) - {"url", "weight"}
+            if unknown:
+                raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: url, weight")
+            url, weight = item.get("url"), item.get("weight", 1.0)
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f'{where}: each entry is an http(s):// URL or {{url = "http://…", weight = N}}; '
+                f"got {item!r}"
+            )
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+            raise ConfigError(f"{where}: weight must be a number > 0, got {weight!r}")
+        out.append((url, float(weight)))
+    return tuple(out)
 
 
 def _hook_settings(raw: Any, env: dict[str, str]) -> HookSettings:

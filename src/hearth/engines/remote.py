@@ -7,11 +7,13 @@ otherwise a count by the model's configured ``tokenizer`` (another registered mo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -41,6 +43,32 @@ from hearth.types import (
 log = logging.getLogger(__name__)
 
 
+# An upstream that fails this many requests in a row (5xx, timeouts, broken streams) stops
+# getting traffic until a probe of its /models answers; a refused connection counts at once.
+FAILURES_TO_EJECT = 3
+PROBE_SECONDS = 2.0
+# Worth trying the request on another upstream: nothing was generated, or it was lost.
+RETRY_STATUS = (502, 503, 504)
+
+
+@dataclass(eq=False)
+class Upstream:
+    """One base URL serving the model, with what routing knows about it."""
+
+    url: str
+    weight: float
+    client: httpx.AsyncClient
+    in_flight: int = 0
+    failures: int = 0
+    healthy: bool = True
+    last_error: str = ""
+    served: int = 0
+    current: float = 0.0  # smooth weighted round robin among equally loaded upstreams
+
+    def load(self) -> float:
+        return self.in_flight / self.weight
+
+
 class RemoteEngine:
     capabilities = Capabilities(
         embeddings=True, max_n=8, logprobs=True, json_schema=True, tools="upstream"
@@ -53,7 +81,8 @@ class RemoteEngine:
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.vocab_size if tokenizer is not None else None
         self.upstream_model = spec.upstream_model or spec.name
-        self._http: httpx.AsyncClient | None = None
+        self.upstreams: list[Upstream] = []
+        self._prober: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         headers = {}
@@ -65,19 +94,88 @@ class RemoteEngine:
                     "which is not set"
                 )
             headers["Authorization"] = f"Bearer {key}"
-        assert self.spec.url, "remote model needs a url"
-        self._http = httpx.AsyncClient(
-            base_url=self.spec.url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(600, connect=10),
-        )
+        endpoints = ([(self.spec.url, 1.0)] if self.spec.url else []) + list(self.spec.urls)
+        assert endpoints, "remote model needs a url"
+        for url, weight in endpoints:
+            client = httpx.AsyncClient(
+                base_url=url.rstrip("/"),
+                headers=headers,
+                timeout=httpx.Timeout(600, connect=5),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            )
+            self.upstreams.append(Upstream(url.rstrip("/"), weight, client))
+        if len(self.upstreams) > 1:
+            self._prober = asyncio.create_task(self._probe_forever())
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        for up in self.upstreams:
+            await up.client.aclose()
 
     def check(self, request: ChatRequest | CompletionRequest) -> None:
         return None  # the upstream checks what it accepts; its 400s become ours
+
+    # -- routing ------------------------------------------------------------------------
+    def _pick(self, tried: list[Upstream]) -> Upstream | None:
+        """The healthy upstream with the least in flight per weight; an ejected one only
+        when no healthy one is left untried (it may have come back before its probe)."""
+        left = [u for u in self.upstreams if u not in tried]
+        if not left:
+            return None
+        pool = [u for u in left if u.healthy] or left
+        least = min(u.load() for u in pool)
+        tied = [u for u in pool if u.load() == least]
+        # nginx's smooth weighted round robin breaks the tie, so that one-at-a-time traffic
+        # still alternates (in proportion to weight) instead of always taking the first.
+        for u in tied:
+            u.current += u.weight
+        chosen = max(tied, key=lambda u: u.current)
+        chosen.current -= sum(u.weight for u in tied)
+        return chosen
+
+    def _failed(self, up: Upstream, error: HearthError, *, at_once: bool = False) -> None:
+        up.failures += 1
+        up.last_error = error.message
+        if up.healthy and (at_once or up.failures >= FAILURES_TO_EJECT):
+            up.healthy = False
+            log.warning("upstream %s of '%s' ejected: %s", up.url, self.spec.name, error.message)
+
+    def _worked(self, up: Upstream) -> None:
+        up.failures = 0
+        up.served += 1
+        if not up.healthy:
+            up.healthy = True
+            log.warning("upstream %s of '%s' is back", up.url, self.spec.name)
+
+    async def _probe_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            for up in [u for u in self.upstreams if not u.healthy]:
+                try:
+                    resp = await up.client.get("/models", timeout=PROBE_SECONDS)
+                except httpx.HTTPError:
+                    continue
+                if resp.status_code == 200:
+                    up.failures = 0
+                    up.healthy = True
+                    log.warning("upstream %s of '%s' answers again", up.url, self.spec.name)
+
+    def health(self) -> list[dict[str, Any]]:
+        """Each upstream's state, for /health and metrics."""
+        return [
+            {
+                "url": u.url,
+                "weight": u.weight,
+                "healthy": u.healthy,
+                "in_flight": u.in_flight,
+                "served": u.served,
+                "last_error": u.last_error or None,
+            }
+            for u in self.upstreams
+        ]
 
     # -- generation ---------------------------------------------------------------------
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -104,25 +202,112 @@ class RemoteEngine:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        usage: Usage | None = None
-        texts: dict[int, str] = {}
-        async with self._client().stream("POST", path, json=payload) as resp:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise _upstream_error(resp, self.spec.name)
-            async for line in resp.aiter_lines():
-                data = _sse_data(line)
-                if data is None:
-                    continue
-                if "error" in data:
-                    raise UpstreamError(f"upstream error: {data['error']}")
-                for chunk in deltas(data):
-                    if chunk.usage is not None:
-                        usage = chunk.usage
-                        continue
-                    texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
+        tried: list[Upstream] = []
+        last: HearthError | None = None
+        while (up := self._pick(tried)) is not None:
+            tried.append(up)
+            texts: dict[int, str] = {}
+            stream = self._attempt(up, path, payload, texts)
+            yielded = False
+            try:
+                async for chunk in stream:
+                    if isinstance(chunk, Usage):
+                        yield Delta(usage=chunk)
+                        return
+                    yielded = True
                     yield chunk
-        yield Delta(usage=usage or await self._count(request, texts))
+                yield Delta(usage=await self._count(request, texts))
+                return
+            except _Retry as e:
+                last = e.error
+                if yielded:
+                    raise e.error from None
+            finally:
+                await stream.aclose()
+        assert last is not None
+        if len(tried) > 1:
+            raise UpstreamError(
+                f"all {len(tried)} upstreams of '{self.spec.name}' failed; the last: {last.message}"
+            )
+        raise last
+
+    async def _attempt(
+        self, up: Upstream, path: str, payload: dict[str, Any], texts: dict[int, str]
+    ) -> AsyncGenerator[Delta | Usage, None]:
+        """One try on ``up``: its deltas, then its usage if it reported one. Failures that
+        another upstream may fix come as :class:`_Retry`; the upstream's verdicts on the
+        request itself (400s, 429) as they are."""
+        where = f"upstream {up.url} of '{self.spec.name}'"
+        up.in_flight += 1
+        usage: Usage | None = None
+        try:
+            async with up.client.stream("POST", path, json=payload) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    error = _upstream_error(resp, self.spec.name, up.url)
+                    if resp.status_code >= 500:
+                        self._failed(up, error)
+                    if resp.status_code in RETRY_STATUS:
+                        raise _Retry(error)
+                    raise error
+                ctype = resp.headers.get("content-type", "")
+                if "text/event-stream" not in ctype:
+                    text = (await resp.aread()).decode("utf-8", "replace")
+                    raise _Broken(
+                        f"{where} broke the protocol: a stream request got "
+                        f"{ctype or 'no content type'} instead of server-sent events: "
+                        f"{text[:200]!r}",
+                    )
+                finished = done = False
+                async for line in resp.aiter_lines():
+                    if line.startswith("data:") and line[5:].strip() == "[DONE]":
+                        done = True
+                        break
+                    data = _sse_data(line, where)
+                    if data is None:
+                        continue
+                    if not isinstance(data, dict):
+                        raise _Broken(f"{where} sent an event that is not an object")
+                    if "error" in data:
+                        raise UpstreamError(f"{where} failed mid-answer: {data['error']}")
+                    if not isinstance(data.get("choices"), list) and not data.get("usage"):
+                        raise _Broken(
+                            f"{where} broke the protocol: an event without choices: "
+                            f"{json.dumps(data)[:200]}"
+                        )
+                    try:
+                        chunks = deltas(data)
+                    except (KeyError, TypeError, AttributeError, ValueError) as e:
+                        raise _Broken(
+                            f"{where} broke the protocol: an event hearth cannot read "
+                            f"({e!r}): {json.dumps(data)[:200]}"
+                        ) from e
+                    for chunk in chunks:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
+                            continue
+                        finished = finished or chunk.finish_reason is not None
+                        texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
+                        yield chunk
+                if not (done or finished):
+                    raise _Broken(
+                        f"{where} ended its stream before the answer finished "
+                        "(no finish_reason and no [DONE])"
+                    )
+                if not texts and not finished:
+                    raise _Broken(f"{where} broke the protocol: a stream without choices")
+        except httpx.TransportError as e:
+            error = UpstreamError(f"{where} is unreachable or hung up: {_describe(e)}")
+            self._failed(up, error, at_once=isinstance(e, httpx.ConnectError))
+            raise _Retry(error) from e
+        except _Broken as e:
+            self._failed(up, e)
+            raise _Retry(e) from None
+        finally:
+            up.in_flight -= 1
+        self._worked(up)
+        if usage is not None:
+            yield usage
 
     async def _count(
         self, request: ChatRequest | CompletionRequest, texts: dict[int, str]
@@ -132,19 +317,44 @@ class RemoteEngine:
             return Usage()
         return await count_usage(self.tokenizer, request, list(texts.values()))
 
-    def _client(self) -> httpx.AsyncClient:
-        assert self._http is not None, "engine not started"
-        return self._http
-
     async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
-        resp = await self._client().post(
-            "/embeddings", json={"model": self.upstream_model, "input": texts}
-        )
-        if resp.status_code != 200:
-            raise _upstream_error(resp, self.spec.name)
-        data = resp.json()
-        vectors = [d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"])]
-        return Embeddings(vectors, int(data.get("usage", {}).get("prompt_tokens", 0)))
+        tried: list[Upstream] = []
+        last: HearthError | None = None
+        body = {"model": self.upstream_model, "input": texts}
+        while (up := self._pick(tried)) is not None:
+            tried.append(up)
+            up.in_flight += 1
+            try:
+                resp = await up.client.post("/embeddings", json=body)
+            except httpx.TransportError as e:
+                last = UpstreamError(
+                    f"upstream {up.url} of '{self.spec.name}' is unreachable: {_describe(e)}"
+                )
+                self._failed(up, last, at_once=isinstance(e, httpx.ConnectError))
+                continue
+            finally:
+                up.in_flight -= 1
+            if resp.status_code != 200:
+                last = _upstream_error(resp, self.spec.name, up.url)
+                if resp.status_code >= 500:
+                    self._failed(up, last)
+                    continue
+                raise last
+            try:
+                data = resp.json()
+                rows = sorted(data["data"], key=lambda d: d["index"])
+                vectors = [d["embedding"] for d in rows]
+            except (ValueError, KeyError, TypeError) as e:
+                last = _Broken(
+                    f"upstream {up.url} of '{self.spec.name}' sent embeddings hearth "
+                    f"cannot read: {e!r}"
+                )
+                self._failed(up, last)
+                continue
+            self._worked(up)
+            return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens", 0)))
+        assert last is not None
+        raise last
 
     # -- tokens: the configured tokenizer model ----------------------------------------
     def _tokenizer(self) -> Engine:
@@ -168,6 +378,20 @@ class RemoteEngine:
 
     async def render_chat(self, messages: list[Message]) -> str:
         return await self._tokenizer().render_chat(messages)
+
+
+class _Broken(UpstreamError):
+    """The upstream answered something that is not the OpenAI protocol."""
+
+
+class _Retry(Exception):  # control flow, never leaves this module
+    def __init__(self, error: HearthError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _describe(e: httpx.TransportError) -> str:
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
 
 def _message(m: Message) -> dict[str, Any]:
@@ -235,20 +459,19 @@ def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:
     return out
 
 
-def _sse_data(line: str) -> dict[str, Any] | None:
+def _sse_data(line: str, where: str) -> Any:
     if not line.startswith("data:"):
         return None
     raw = line[5:].strip()
     if not raw or raw == "[DONE]":
         return None
     try:
-        data: dict[str, Any] = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise UpstreamError(f"upstream sent a line that is not JSON: {raw[:200]}") from e
-    return data
+        raise _Broken(f"{where} sent an event that is not JSON: {raw[:200]!r}") from e
 
 
-def _upstream_error(resp: httpx.Response, name: str) -> HearthError:
+def _upstream_error(resp: httpx.Response, name: str, url: str = "") -> HearthError:
     try:
         err = resp.json().get("error") or {}
     except (json.JSONDecodeError, AttributeError):
@@ -267,4 +490,5 @@ def _upstream_error(resp: httpx.Response, name: str) -> HearthError:
         return e
     if resp.status_code in (400, 413, 422):
         return InvalidRequest(f"upstream of '{name}' refused the request: {message}")
-    return UpstreamError(f"upstream of '{name}' answered {resp.status_code}: {message}")
+    where = f"upstream {url} of '{name}'" if url else f"upstream of '{name}'"
+    return UpstreamError(f"{where} answered {resp.status_code}: {message}")

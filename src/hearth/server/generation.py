@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,13 +19,15 @@ from hearth.apps.run import AppCall
 from hearth.apps.run import run as run_app
 from hearth.engines.base import Engine, check_token_ids, count_usage
 from hearth.engines.runner import Runner
-from hearth.errors import ContextLengthExceeded, HearthError, Unsupported
+from hearth.errors import ContextLengthExceeded, HearthError, Unsupported, UpstreamError
 from hearth.server.auth import Caller
 from hearth.server.errors import error_body
 from hearth.server.memory import Memory
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
 from hearth.types import ChatRequest, CompletionRequest, Delta, Usage
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -251,43 +254,60 @@ async def begin(
             echo=request.prompt if isinstance(request, CompletionRequest) and request.echo else "",
             details=memory.budget.as_dict() if memory else None,
         )
-        engine = runner.engine
-        start: Callable[[], AsyncIterator[Delta]]
-        if app is not None:
-            start = lambda: run_app(app, engine)  # noqa: E731
-        elif isinstance(request, ChatRequest):
-            schema = _schema_of(request)
-            start = (
-                (lambda: engine.stream_chat(request))
-                if schema is None
-                else (lambda: checked(request, engine.stream_chat, schema))
-            )
-        else:
-            start = lambda: engine.stream_completion(request)  # noqa: E731
-        chunks = runner.stream(start)
-        try:
-            first = await anext(chunks, None)
-        except HearthError as e:
-            await chunks.aclose()
-            await call.finish(getattr(e, "usage", None) or Usage(), "error", e.message)
-            if isinstance(e, ContextLengthExceeded):
-                e.param = "messages" if kind == "chat" else "prompt"
-            raise
-        except BaseException as e:
-            # A fault, or the request cancelled while it waited: logged all the same, and its
-            # reservation against the key's limits given back.
-            with anyio.CancelScope(shield=True):
+        fallbacks = list(runner.spec.fallbacks)
+        while True:
+            engine = runner.engine
+            chunks = runner.stream(_starter(engine, request, app))
+            try:
+                first = await anext(chunks, None)
+            except UpstreamError as e:
                 await chunks.aclose()
-                if isinstance(e, asyncio.CancelledError):
-                    await call.finish(Usage(), "cancelled")
-                else:
-                    await call.finish(Usage(), "error", repr(e)[:500])
-            raise
+                if not fallbacks:
+                    await call.finish(Usage(), "error", e.message)
+                    raise
+                # Every upstream of this model failed before a token: the next fallback
+                # answers, and the response and the call log name it.
+                log.warning("model '%s' failed (%s); falling back", runner.spec.name, e.message)
+                runner = await services.registry.get(fallbacks.pop(0), served_only=False)
+                call.model = runner.spec.name
+                renderer.model = shown or runner.spec.name
+                call.engine = runner.engine
+                continue
+            except HearthError as e:
+                await chunks.aclose()
+                await call.finish(getattr(e, "usage", None) or Usage(), "error", e.message)
+                if isinstance(e, ContextLengthExceeded):
+                    e.param = "messages" if kind == "chat" else "prompt"
+                raise
+            except BaseException as e:
+                # A fault, or the request cancelled while it waited: logged all the same, and
+                # its reservation against the key's limits given back.
+                with anyio.CancelScope(shield=True):
+                    await chunks.aclose()
+                    if isinstance(e, asyncio.CancelledError):
+                        await call.finish(Usage(), "cancelled")
+                    else:
+                        await call.finish(Usage(), "error", repr(e)[:500])
+                raise
+            break
         return Started(call, renderer, engine, request, first, chunks, memory)
     except BaseException:
         if memory is not None:
             memory.release()
         raise
+
+
+def _starter(
+    engine: Engine, request: ChatRequest | CompletionRequest, app: AppCall | None
+) -> Callable[[], AsyncIterator[Delta]]:
+    if app is not None:
+        return lambda: run_app(app, engine)
+    if isinstance(request, ChatRequest):
+        schema = _schema_of(request)
+        if schema is None:
+            return lambda: engine.stream_chat(request)
+        return lambda: checked(request, engine.stream_chat, schema)
+    return lambda: engine.stream_completion(request)
 
 
 async def generate(

@@ -25,10 +25,21 @@ async def health(svc: Services = Depends(services)) -> dict[str, Any]:
                 "loaded": name in loaded,
                 "active": loaded[name].active if name in loaded else 0,
                 "queued": loaded[name].waiting if name in loaded else 0,
+                **_upstreams(loaded.get(name)),
             }
             for name in svc.registry.names()
         ],
     }
+
+
+def _upstreams(runner: Any) -> dict[str, Any]:
+    """A remote model's upstreams in config order: healthy or ejected, in flight, served.
+    Their URLs stay out: this endpoint needs no key."""
+    health = getattr(getattr(runner, "engine", None), "health", None)
+    if health is None:
+        return {}
+    keep = ("healthy", "in_flight", "served")
+    return {"upstreams": [{k: u[k] for k in keep} for u in health()]}
 
 
 @router.get(
