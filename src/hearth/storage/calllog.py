@@ -134,7 +134,7 @@ _INSERT_HIT = (
 
 # total_tokens is derived here rather than stored, so it can never disagree with its parts.
 _TOTALS = """COUNT(*) AS calls,
-       SUM(c.status = 'error') AS errors,
+       SUM(CASE WHEN c.status = 'error' THEN 1 ELSE 0 END) AS errors,
        SUM(c.prompt_tokens) AS prompt_tokens,
        SUM(c.completion_tokens) AS completion_tokens,
        SUM(c.prompt_tokens + c.completion_tokens) AS total_tokens,
@@ -193,10 +193,10 @@ class CallLog:
     def recent(self, limit: int = 50, *, key_id: str | None = None) -> list[CallRecord]:
         """The newest calls first; ``key_id``: one key's only."""
         if key_id is None:
-            rows = self.db.query(f"{_SELECT} ORDER BY created DESC, rowid DESC LIMIT ?", (limit,))
+            rows = self.db.query(f"{_SELECT} ORDER BY created DESC, id DESC LIMIT ?", (limit,))
         else:
             rows = self.db.query(
-                f"{_SELECT} WHERE key_id = ? ORDER BY created DESC, rowid DESC LIMIT ?",
+                f"{_SELECT} WHERE key_id = ? ORDER BY created DESC, id DESC LIMIT ?",
                 (key_id, limit),
             )
         return [_record(row) for row in rows]
@@ -232,7 +232,7 @@ class CallLog:
         if unknown or not by:
             raise ValueError(f"usage can be grouped by {', '.join(GROUPS)}; got {list(by)}")
         start = _start(since)
-        columns = [sql for g in by for sql in GROUPS[g]]
+        columns = [_dialect(sql, self.db.dialect) for g in by for sql in GROUPS[g]]
         names = [sql.rsplit(" AS ", 1)[1] for sql in columns]
         params: list[Any]
         where, params = "c.created >= ?", [start]
@@ -263,6 +263,14 @@ def open_calllog(url: str) -> CallLog:
     db = connect(url)
     migrate(db)
     return CallLog(db)
+
+
+# The one expression the dialects spell differently: a UTC day from epoch seconds.
+_PG_DAY = "to_char(to_timestamp(c.created) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day"
+
+
+def _dialect(sql: str, dialect: str) -> str:
+    return _PG_DAY if dialect == "postgresql" and sql == GROUPS["day"][0] else sql
 
 
 def _start(since: datetime.date | None) -> float:

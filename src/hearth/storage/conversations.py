@@ -237,6 +237,10 @@ class ConversationStore:
         and ``ConversationConflict`` is raised, so no turn is built on a stale history."""
         now = time.time()
         with self.db.transaction():
+            # Touching the row first takes its write lock on PostgreSQL (SQLite's BEGIN
+            # IMMEDIATE already holds the file's): two replicas appending to one
+            # conversation take turns instead of both reading the same next_seq.
+            self.db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, id))
             rows = self.db.query("SELECT next_seq FROM conversations WHERE id = ?", (id,))
             if not rows:
                 raise conversation_not_found(id)

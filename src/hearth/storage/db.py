@@ -1,19 +1,24 @@
-"""A database opened from a URL.
+"""A database opened from a URL: ``sqlite:///abs/path/hearth.db`` (the embedded default) or
+``postgresql://user:pass@host/db`` (what several replicas share).
 
-``sqlite:///abs/path/hearth.db`` is the only backend today; :func:`connect` is the seam where
-``postgresql://`` plugs in. Callers speak the :class:`Database` protocol and write SQL with
-``?`` placeholders, so a second backend is one new class plus a branch in :func:`connect`.
+Callers speak the :class:`Database` protocol and write SQL with ``?`` placeholders in the
+dialect both engines share; PostgreSQL's class turns ``?`` into psycopg's ``%s``. The few
+places where the dialects must differ ask ``db.dialect``; schema migrations are written once,
+in SQLite's types, and :func:`postgres_ddl` maps them (see ``migrations``).
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from hearth.errors import ConfigError
 
@@ -27,6 +32,7 @@ BUSY_TIMEOUT_MS = 5000
 
 class Database(Protocol):
     url: str
+    dialect: str  # "sqlite" | "postgresql"
 
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return the number of rows it changed."""
@@ -44,6 +50,10 @@ class Database(Protocol):
         """Commit on success, roll back on error; nested calls become savepoints."""
         ...
 
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold the database-wide lock for schema changes (other processes wait)."""
+        ...
+
     def close(self) -> None:
         """Release every connection; later use raises."""
         ...
@@ -54,16 +64,23 @@ def connect(url: str) -> Database:
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         return SQLiteDatabase(url)
-    if scheme.startswith("postgres"):
-        raise ConfigError(
-            f"database URL {url!r}: PostgreSQL is not supported yet; it lands with the "
-            "knowledge-base (pgvector) work. Use sqlite:///ABSOLUTE/PATH/hearth.db, or unset "
-            "HEARTH_DATABASE_URL to use the default SQLite file in HEARTH_HOME."
-        )
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return PostgresDatabase(url)
     raise ConfigError(
-        f"database URL {url!r}: unsupported scheme {scheme or '(none)'!r}. "
-        "Use sqlite:///ABSOLUTE/PATH/hearth.db (set HEARTH_DATABASE_URL or database_url)."
+        f"database URL {redact(url)!r}: unsupported scheme {scheme or '(none)'!r}. Use "
+        "sqlite:///ABSOLUTE/PATH/hearth.db or postgresql://USER:PASSWORD@HOST:5432/DB "
+        "(set HEARTH_DATABASE_URL or database_url)."
     )
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
 def sqlite_path(url: str) -> Path:
@@ -99,6 +116,8 @@ class SQLiteDatabase:
     by the threads that use the database (the to_thread pool is bounded), and connections of
     threads that have exited are closed when the next thread opens one.
     """
+
+    dialect = "sqlite"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -204,6 +223,11 @@ class SQLiteDatabase:
         finally:
             self._local.depth = depth
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        # Each migration's BEGIN IMMEDIATE already takes SQLite's single write lock.
+        yield
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -220,3 +244,166 @@ class SQLiteDatabase:
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+POOL_SIZE = 10  # connections per process; size max_connections for replicas x this
+CONNECT_TIMEOUT_S = 10
+# pg_advisory_lock key for schema migrations: any constant all hearth processes share
+MIGRATION_LOCK = 0x6865617274  # "heart"
+
+
+class PostgresDatabase:
+    """PostgreSQL through a psycopg connection pool.
+
+    A statement outside ``transaction()`` borrows a pooled connection in autocommit mode and
+    returns it; ``transaction()`` keeps one connection for the calling thread until it ends
+    (nested calls become savepoints, as psycopg does). Parameters keep SQLite's meaning:
+    ``bool`` is stored as 0/1 (the schema's INTEGER columns), and sums come back as ``int``
+    or ``float`` rather than ``Decimal``.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        self.url = url
+        self._psycopg = psycopg
+        conninfo = "postgresql" + url[url.index(":") :] if "+" in url.split(":", 1)[0] else url
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, "row_factory": _pg_row},
+            open=False,
+            name="hearth",
+        )
+        self._local = threading.local()
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout as e:
+            self._pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL at {redact(url)} within {CONNECT_TIMEOUT_S}s: "
+                "check that it runs, the host, port, user, password and database name, and "
+                "that pg_hba.conf lets this machine in."
+            ) from e
+
+    def _held(self) -> Any:
+        return getattr(self._local, "conn", None)
+
+    def _run(self, sql: str, params: Params, fetch: bool) -> Any:
+        conn = self._held()
+        args = tuple(int(p) if isinstance(p, bool) else p for p in params)
+        if conn is not None:
+            cur = conn.execute(_pg_sql(sql), args)
+            return cur.fetchall() if fetch else cur.rowcount
+        with self._pool.connection() as conn:
+            cur = conn.execute(_pg_sql(sql), args)
+            return cur.fetchall() if fetch else cur.rowcount
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        return int(self._run(sql, params, False))
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        rows: list[Row] = self._run(sql, params, True)
+        return rows
+
+    def script(self, sql: str) -> None:
+        # Without parameters psycopg sends the text as it is: several statements at once.
+        conn = self._held()
+        if conn is not None:
+            conn.execute(sql.encode())
+            return
+        with self._pool.connection() as conn:
+            conn.execute(sql.encode())
+
+    @contextmanager
+    def _holding(self) -> Iterator[Any]:
+        conn = self._held()
+        if conn is not None:
+            yield conn
+            return
+        with self._pool.connection() as conn:
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._holding() as conn, conn.transaction():
+            yield
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._holding() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresDatabase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pg_row(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    names = [c.name for c in cursor.description or ()]
+
+    def make(values: Sequence[Any]) -> Row:
+        return {
+            n: (_number(v) if isinstance(v, Decimal) else v)
+            for n, v in zip(names, values, strict=True)
+        }
+
+    return make
+
+
+def _number(v: Decimal) -> int | float:
+    return int(v) if v == v.to_integral_value() else float(v)
+
+
+@lru_cache(maxsize=1024)
+def _pg_sql(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (outside string literals); a literal ``%``
+    doubled, since psycopg reads ``%`` as the start of a placeholder."""
+    out = []
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "?" and not quoted:
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_DDL = [
+    # SQLite's INTEGER PRIMARY KEY is its rowid: numbered on insert when not given.
+    (re.compile(r"\bINTEGER PRIMARY KEY\b"), "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    # SQLite's REAL is 8 bytes; PostgreSQL's is 4 (a timestamp would lose minutes).
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    # SQLite's INTEGER is 8 bytes too.
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+]
+
+
+def postgres_ddl(sql: str) -> str:
+    """A migration written in SQLite's types, in PostgreSQL's."""
+    for pattern, replacement in _DDL:
+        sql = pattern.sub(replacement, sql)
+    return sql

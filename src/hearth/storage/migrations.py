@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from hearth.errors import ConfigError
-from hearth.storage.db import Database
+from hearth.storage.db import Database, postgres_ddl, redact
 
 # APPEND ONLY. Never edit, reorder or delete a migration that has shipped: databases in the
 # field already ran it and will not run it again. To change the schema, append a new
@@ -195,7 +195,7 @@ def applied_versions(db: Database, table: str = BOOKKEEPING) -> list[int]:
     _check_name(table)
     db.execute(
         f"CREATE TABLE IF NOT EXISTS {table} "
-        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied REAL NOT NULL)"
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL)"
     )
     rows = db.query(f"SELECT version FROM {table} ORDER BY version")
     return [row["version"] for row in rows]
@@ -210,13 +210,18 @@ def migrate(
     """Apply the migrations ``db`` lacks, in order; return the versions applied now.
     ``table`` keeps the bookkeeping, so another schema (knowledge bases) can share a file."""
     _check_order(migrations)
+    with db.exclusive():  # replicas starting together migrate one at a time
+        return _migrate(db, migrations, table)
+
+
+def _migrate(db: Database, migrations: list[tuple[int, str, str]], table: str) -> list[int]:
     known = {version for version, _, _ in migrations}
     applied = applied_versions(db, table)
     newer = [v for v in applied if v not in known]
     if newer:
         raise ConfigError(
-            f"database {db.url} has schema version(s) {newer} that this hearth does not know; "
-            "it was written by a newer hearth. Upgrade hearth (pip install -U hearth)."
+            f"database {redact(db.url)} has schema version(s) {newer} that this hearth does "
+            "not know; it was written by a newer hearth. Upgrade hearth (pip install -U hearth)."
         )
     done = []
     for version, name, sql in migrations:
@@ -226,7 +231,7 @@ def migrate(
             # Re-check inside the write lock: another process may have migrated meanwhile.
             if db.query(f"SELECT 1 FROM {table} WHERE version = ?", (version,)):
                 continue
-            db.script(sql)
+            db.script(postgres_ddl(sql) if db.dialect == "postgresql" else sql)
             db.execute(
                 f"INSERT INTO {table} (version, name, applied) VALUES (?, ?, ?)",
                 (version, name, time.time()),
