@@ -5,14 +5,20 @@ only files whose size or modification time moved, so an edit, a copy or ``PUT
 /v1/apps/{name}`` takes effect on the next request without a restart. A file that does not
 parse is reported by ``broken()`` and serves nothing; it never takes the others down.
 Writes go to a temporary file that is renamed into place, so a reader never sees half a file.
+
+With a shared database (PostgreSQL, several replicas) the directory is each replica's copy
+of the ``app_files`` table: what ``put``/``delete`` change goes to the table too, and every
+replica brings its directory up to date from the table at most ``SYNC_S`` after a change.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,8 +26,11 @@ from hearth.apps.schema import NAME_PATTERN
 from hearth.apps.source import AppInvalid, Problem
 from hearth.apps.spec import App, parse_app
 from hearth.errors import UserError
+from hearth.storage.appfiles import SharedAppFiles
 
 SUFFIXES = (".yaml", ".yml", ".json")
+SYNC_S = 0.5  # how stale a replica's copy of the shared app files may be
+log = logging.getLogger(__name__)
 
 
 class AppNotFound(UserError):
@@ -45,12 +54,59 @@ class _Entry:
 
 
 class AppStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, shared: SharedAppFiles | None = None) -> None:
         self.directory = directory
+        self.shared = shared
         self._files: dict[Path, _Entry] = {}
         self._lock = threading.Lock()
+        self._synced_at = -SYNC_S
+        self._seen: dict[str, float] = {}  # shared app -> the version this copy has
+        self._sync_lock = threading.Lock()
+
+    def _sync(self) -> None:
+        """Bring the directory up to date with the shared table (throttled)."""
+        if self.shared is None or time.monotonic() - self._synced_at < SYNC_S:
+            return
+        with self._sync_lock:
+            if time.monotonic() - self._synced_at < SYNC_S:
+                return
+            first = not self._seen and self._synced_at < 0
+            versions = self.shared.versions()
+            if first:
+                self._publish_local(versions)
+                versions = self.shared.versions()
+            for name, (updated, deleted) in versions.items():
+                if self._seen.get(name) == updated:
+                    continue
+                path = self._local_path(name)
+                if deleted:
+                    if path is not None:
+                        path.unlink(missing_ok=True)
+                else:
+                    text = self.shared.text(name)
+                    if text is not None:
+                        _write(path or self.directory / f"{name}.yaml", text)
+                self._seen[name] = updated
+            self._synced_at = time.monotonic()
+
+    def _publish_local(self, versions: dict[str, tuple[float, bool]]) -> None:
+        """On first sync, apps only this directory has go to the table (a first replica
+        seeds it); apps deleted in the table are not brought back."""
+        assert self.shared is not None
+        for app in self._scan_local().values():
+            if app.name not in versions and app.path is not None:
+                self.shared.put(app.name, app.path.read_text(encoding="utf-8-sig"))
+                log.info("app '%s' published to the shared database", app.name)
+
+    def _local_path(self, name: str) -> Path | None:
+        app = self._scan_local().get(name)
+        return app.path if app is not None else None
 
     def _scan(self) -> dict[str, App]:
+        self._sync()
+        return self._scan_local()
+
+    def _scan_local(self) -> dict[str, App]:
         with self._lock:
             seen: dict[Path, tuple[int, int]] = {}
             try:
@@ -113,15 +169,9 @@ class AppStore:
             target = target.with_suffix(".yaml")  # YAML text does not go into a .json file
             if existing is not None:
                 existing.unlink()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text if text.endswith("\n") else text + "\n")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write(target, text)
+        if self.shared is not None:
+            self._seen[app.name] = self.shared.put(app.name, text)
         return self.get(app.name), existing is None
 
     def delete(self, name: str) -> None:
@@ -129,6 +179,8 @@ class AppStore:
         if path is None:
             raise AppNotFound(name, self.names())
         path.unlink(missing_ok=True)
+        if self.shared is not None:
+            self._seen[name] = self.shared.delete(name)
 
     def _path_of(self, name: str) -> Path | None:
         self._scan()
@@ -137,6 +189,18 @@ class AppStore:
                 if entry.app is not None and entry.app.name == name:
                     return path
         return None
+
+
+def _write(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read(path: Path, stamp: tuple[int, int]) -> _Entry:

@@ -40,7 +40,14 @@ err = Console(stderr=True)
 
 
 def _store(settings: Settings) -> AppStore:
-    return AppStore(settings.home / "apps")
+    """The apps directory; with a PostgreSQL database, the replicas' shared apps too (the
+    connection lives as long as this command)."""
+    if not settings.db_url.startswith(("postgresql", "postgres:")):
+        return AppStore(settings.home / "apps")
+    from hearth.storage.appfiles import SharedAppFiles
+    from hearth.storage.calllog import open_calllog
+
+    return AppStore(settings.home / "apps", SharedAppFiles(open_calllog(settings.db_url).db))
 
 
 def _load(ref: str, settings: Settings) -> App:

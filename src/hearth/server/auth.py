@@ -26,6 +26,7 @@ from hearth.server.quota import Limits
 from hearth.storage.keys import ApiKey, KeyStore, hash_key
 
 REFRESH = 0.5  # seconds a key list read from the database is trusted
+MISS_REREAD = 0.02  # an unknown key re-reads the list if it is older than this (<= 50 reads/s)
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer hk-…")
 _api_key = APIKeyHeader(name="api-key", auto_error=False, description="api-key: hk-… (Azure)")
@@ -107,6 +108,12 @@ class KeyRing:
             )
         digest = hash_key(presented)
         key = self._by_hash.get(digest)
+        if key is None and time.monotonic() - self._read_at > MISS_REREAD:
+            # Perhaps a key made a moment ago on another replica: read again rather than
+            # wait out REFRESH, at most once per MISS_REREAD (wrong keys cannot flood it).
+            self.changed()
+            await self._fresh()
+            key = self._by_hash.get(digest)
         if key is None or not hmac.compare_digest(key.hash, digest):
             raise InvalidApiKey("Incorrect API key provided. Check the key, or ask for a new one.")
         state = key.state()

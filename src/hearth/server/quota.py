@@ -22,12 +22,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from hearth.errors import InsufficientQuota, RateLimited
+from hearth.storage.counters import KeyCounters
 from hearth.storage.keys import ApiKey
 from hearth.types import Price, Usage
 
 WINDOW = 60.0  # seconds: "per minute"
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Reservation:
     cost: float
     completion: int = 0  # completion tokens granted, all choices together
     settled: bool = False
+    id: str = ""  # its row in the shared counters, when there are shared counters
 
 
 @dataclass
@@ -82,17 +86,7 @@ class Limits:
         """Count one request against the key's requests per minute."""
         if key.rpm is None:
             return
-        usage = await self._of(key)
-        now = time.monotonic()
-        usage.expire(now)
-        if len(usage.requests) >= key.rpm:
-            wait = usage.requests[0] + WINDOW - now
-            raise RateLimited(
-                f"API key '{key.name}' is limited to {key.rpm} requests per minute; "
-                f"retry in {math.ceil(wait)} s",
-                retry_after=max(1, math.ceil(wait)),
-            )
-        usage.requests.append(now)
+        _admit(await self._of(key), key, time.monotonic())
 
     async def reserve(
         self,
@@ -109,56 +103,144 @@ class Limits:
         a token per choice; ``Reservation.completion``) instead of being refused."""
         usage = await self._of(key)
         now = time.monotonic()
-        usage.expire(now)
-        need = choices if flexible else completion
-        room = completion
-        if key.tpm is not None:
-            if prompt + need > key.tpm:
-                raise RateLimited(
-                    f"this request may use {prompt + need} tokens (its prompt plus max_tokens), "
-                    f"more than API key '{key.name}' may use in a minute ({key.tpm}); lower "
-                    "max_tokens or shorten the prompt",
-                    retry_after=int(WINDOW),
-                )
-            in_use = usage.tokens_in_window + usage.reserved_tokens
-            if in_use + prompt + max(need, 1) > key.tpm:
-                raise RateLimited(
-                    f"API key '{key.name}' is limited to {key.tpm} tokens per minute; "
-                    f"{in_use} are used or held by calls in flight and this request may "
-                    f"use {prompt + need}",
-                    retry_after=_retry_after(usage, key.tpm - prompt - need, now),
-                )
-            room = min(room, key.tpm - in_use - prompt)
-        if key.budget is not None:
-            left = key.budget - usage.spent - usage.reserved_cost
-            affordable = _affordable(left, prompt, price)
-            if usage.spent >= key.budget or affordable < need:
-                cost = price.cost(Usage(prompt, need))
-                raise InsufficientQuota(
-                    f"API key '{key.name}' has a budget of {key.budget:g}: {usage.spent:.6g} "
-                    f"is spent, {usage.reserved_cost:.6g} is held by calls in flight, and this "
-                    f"request may cost up to {cost:.6g}. Lower max_tokens, or raise the budget "
-                    "with a new key (`hearth keys create`).",
-                )
-            room = min(room, affordable)
-        granted = (min(completion, room) // choices) * choices if flexible else completion
-        cost = price.cost(Usage(prompt, granted))
-        usage.reserved_tokens += prompt + granted
-        usage.reserved_cost += cost
-        return Reservation(key.id, prompt + granted, cost, completion=granted)
+        return _reserve(usage, key, prompt, completion, price, now, choices, flexible)
 
-    def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
+    async def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
         """Replace a reservation by what the call really used."""
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        usage = self._usage[reservation.key_id]
-        usage.reserved_tokens -= reservation.tokens
-        usage.reserved_cost -= reservation.cost
-        usage.spent += cost
-        if tokens:
-            usage.tokens.append((time.monotonic(), tokens))
-            usage.tokens_in_window += tokens
+        _settle(self._usage[reservation.key_id], reservation, tokens, cost, time.monotonic())
+
+
+def _admit(usage: _Usage, key: ApiKey, now: float) -> None:
+    assert key.rpm is not None
+    usage.expire(now)
+    if len(usage.requests) >= key.rpm:
+        wait = usage.requests[0] + WINDOW - now
+        raise RateLimited(
+            f"API key '{key.name}' is limited to {key.rpm} requests per minute; "
+            f"retry in {math.ceil(wait)} s",
+            retry_after=max(1, math.ceil(wait)),
+        )
+    usage.requests.append(now)
+
+
+def _reserve(
+    usage: _Usage,
+    key: ApiKey,
+    prompt: int,
+    completion: int,
+    price: Price,
+    now: float,
+    choices: int,
+    flexible: bool,
+) -> Reservation:
+    usage.expire(now)
+    need = choices if flexible else completion
+    room = completion
+    if key.tpm is not None:
+        if prompt + need > key.tpm:
+            raise RateLimited(
+                f"this request may use {prompt + need} tokens (its prompt plus max_tokens), "
+                f"more than API key '{key.name}' may use in a minute ({key.tpm}); lower "
+                "max_tokens or shorten the prompt",
+                retry_after=int(WINDOW),
+            )
+        in_use = usage.tokens_in_window + usage.reserved_tokens
+        if in_use + prompt + max(need, 1) > key.tpm:
+            raise RateLimited(
+                f"API key '{key.name}' is limited to {key.tpm} tokens per minute; "
+                f"{in_use} are used or held by calls in flight and this request may "
+                f"use {prompt + need}",
+                retry_after=_retry_after(usage, key.tpm - prompt - need, now),
+            )
+        room = min(room, key.tpm - in_use - prompt)
+    if key.budget is not None:
+        left = key.budget - usage.spent - usage.reserved_cost
+        affordable = _affordable(left, prompt, price)
+        if usage.spent >= key.budget or affordable < need:
+            cost = price.cost(Usage(prompt, need))
+            raise InsufficientQuota(
+                f"API key '{key.name}' has a budget of {key.budget:g}: {usage.spent:.6g} "
+                f"is spent, {usage.reserved_cost:.6g} is held by calls in flight, and this "
+                f"request may cost up to {cost:.6g}. Lower max_tokens, or raise the budget "
+                "with a new key (`hearth keys create`).",
+            )
+        room = min(room, affordable)
+    granted = (min(completion, room) // choices) * choices if flexible else completion
+    cost = price.cost(Usage(prompt, granted))
+    usage.reserved_tokens += prompt + granted
+    usage.reserved_cost += cost
+    return Reservation(key.id, prompt + granted, cost, completion=granted)
+
+
+def _settle(usage: _Usage, reservation: Reservation, tokens: int, cost: float, now: float) -> None:
+    usage.reserved_tokens -= reservation.tokens
+    usage.reserved_cost -= reservation.cost
+    usage.spent += cost
+    if tokens:
+        usage.tokens.append((now, tokens))
+        usage.tokens_in_window += tokens
+
+
+class SharedLimits(Limits):
+    """The same limits, counted in the shared database so that every replica on it sees
+    every other's requests, tokens and holds (PostgreSQL; see ``storage.counters``).
+
+    Each decision runs in one transaction that holds the key's lock: the key's last minute
+    is read, checked by the same rules as :class:`Limits`, and the change written before
+    the lock is released. Times are wall-clock seconds, so replicas' clocks must agree
+    (NTP) to well under the minute window.
+    """
+
+    def __init__(self, counters: KeyCounters) -> None:
+        super().__init__(lambda key_id: 0.0)
+        self.counters = counters
+
+    def _decide(self, key: ApiKey, decide: Callable[[_Usage, float], T]) -> T:
+        with self.counters.locked(key.id) as window:
+            now = time.time()
+            usage = _Usage(window.spent)
+            usage.requests.extend(window.requests)
+            usage.tokens.extend(window.tokens)
+            usage.tokens_in_window = sum(t for _, t in window.tokens)
+            usage.reserved_tokens, usage.reserved_cost = window.held_tokens, window.held_cost
+            before = len(usage.requests)
+            out = decide(usage, now)
+            if len(usage.requests) > before:
+                self.counters.add_request(key.id, now)
+            if isinstance(out, Reservation):
+                out.id = self.counters.hold(key.id, now, out.tokens, out.cost)
+            return out
+
+    async def admit(self, key: ApiKey) -> None:
+        if key.rpm is None:
+            return
+        await asyncio.to_thread(self._decide, key, lambda u, now: _admit(u, key, now))
+
+    async def reserve(
+        self,
+        key: ApiKey,
+        prompt: int,
+        completion: int,
+        price: Price,
+        *,
+        choices: int = 1,
+        flexible: bool = False,
+    ) -> Reservation:
+        def decide(usage: _Usage, now: float) -> Reservation:
+            return _reserve(usage, key, prompt, completion, price, now, choices, flexible)
+
+        return await asyncio.to_thread(self._decide, key, decide)
+
+    async def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        await asyncio.to_thread(
+            self.counters.settle, reservation.key_id, reservation.id, tokens, cost, time.time()
+        )
 
 
 def _affordable(left: float, prompt: int, price: Price) -> int:

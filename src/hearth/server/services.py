@@ -26,9 +26,11 @@ from hearth.rag.translate import Translator
 from hearth.server.auth import Caller, KeyRing
 from hearth.server.memory import Locks, split_of
 from hearth.server.metrics import Metrics
-from hearth.server.quota import Limits, Reservation
+from hearth.server.quota import WINDOW, Limits, Reservation, SharedLimits
+from hearth.storage.appfiles import SharedAppFiles
 from hearth.storage.calllog import CallLog, CallRecord, ModerationRecord
 from hearth.storage.conversations import ConversationStore
+from hearth.storage.counters import KeyCounters
 from hearth.storage.keys import KeyStore
 from hearth.types import GenerationParams, Price, Usage
 
@@ -55,8 +57,15 @@ class Services:
     def __post_init__(self) -> None:
         self.conversations = ConversationStore(self.calllog.db)
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
-        self.limits = Limits(self.calllog.spent)
-        self.apps = AppStore(self.settings.home / "apps")
+        self.limits = (
+            SharedLimits(KeyCounters(self.calllog.db, WINDOW))
+            if self.calllog.db.dialect == "postgresql"
+            else Limits(self.calllog.spent)
+        )
+        shared = self.calllog.db.dialect == "postgresql"
+        self.apps = AppStore(
+            self.settings.home / "apps", SharedAppFiles(self.calllog.db) if shared else None
+        )
         self.guard = Guard(self.settings.home / "moderation")
         self.hooks = Hooks(self.settings.hooks)
 
@@ -175,7 +184,7 @@ class Call:
         latency = time.perf_counter() - self.started
         ttft = None if self.first_token is None else self.first_token - self.started
         cost = self.cost(usage)
-        self.services.limits.settle(self.reservation, usage.total_tokens, cost)
+        await self.services.limits.settle(self.reservation, usage.total_tokens, cost)
         self.services.metrics.observe(
             model=self.model,
             endpoint=self.endpoint,

@@ -186,6 +186,31 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX uploads_kb ON uploads (kb, created);
         """,
     ),
+    (
+        7,
+        "per-key counters shared by replicas; app files kept in the database",
+        """
+        CREATE TABLE key_events (
+            id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            at REAL NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0
+        );
+        CREATE INDEX key_events_key ON key_events (key_id, at);
+        CREATE TABLE key_spend (
+            key_id TEXT PRIMARY KEY,
+            spent REAL NOT NULL
+        );
+        CREATE TABLE app_files (
+            name TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            updated REAL NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"
