@@ -198,7 +198,6 @@ def pg_url(pg_server: Any) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """hearth's own database on each backend: a SQLite file, or a fresh PostgreSQL database."""
