@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import RESULTS, free_port, machine_info, percentile
 
 console = Console()
+LITELLM_KEY = "sk-bench-gateway-0123456789abcdef"  # its master key (no database: in memory)
 
 UPSTREAM = textwrap.dedent(
     """
@@ -215,7 +216,8 @@ def main() -> None:
             cfg = tmp / "litellm.yaml"
             cfg.write_text(
                 "model_list:\n  - model_name: m\n    litellm_params:\n"
-                f"      model: openai/m\n      api_base: {upstream}\n      api_key: x\n",
+                f"      model: openai/m\n      api_base: {upstream}\n      api_key: x\n"
+                f"general_settings:\n  master_key: {LITELLM_KEY}\n",
                 encoding="utf-8",
             )
             litellm_bin = str(Path(args.litellm_python).parent / "litellm")
@@ -234,7 +236,8 @@ def main() -> None:
                 n = args.requests if concurrency > 1 else args.requests // 2
                 base = None
                 for name, urls in targets.items():
-                    got = asyncio.run(_load(urls, key, concurrency, n, stream))
+                    secret = LITELLM_KEY if name == "litellm" else key
+                    got = asyncio.run(_load(urls, secret, concurrency, n, stream))
                     if name == "direct":
                         base = got["p50_ms"]
                     got.update(target=name, stream=stream, concurrency=concurrency)
