@@ -261,8 +261,10 @@ class RemoteEngine:
                 finished = done = False
                 async for line in resp.aiter_lines():
                     if line.startswith("data:") and line[5:].strip() == "[DONE]":
+                        # read on to the end rather than break: a response left unread
+                        # closes its connection instead of going back to the pool
                         done = True
-                        break
+                        continue
                     data = _sse_data(line, where)
                     if data is None:
                         continue
