@@ -272,3 +272,19 @@ def test_pool_and_fallback_config_errors_say_what_is_wrong(tmp_path: Path) -> No
         with pytest.raises(ConfigError) as caught:
             load_settings(home=home, env={})
         assert expected in str(caught.value), (line, caught.value)
+
+
+def test_an_app_run_on_a_failing_model_falls_back(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/v1"
+    config = FAKE_MODELS + _remote("down", dead, "fake", 'fallbacks = ["fake"]')
+    home = tmp_path / "p"
+    (home / "apps").mkdir(parents=True)
+    (home / "apps" / "helper.yaml").write_text(
+        "app: helper\nvariants:\n  default:\n    model: down\n    system: be brief\n",
+        encoding="utf-8",
+    )
+    with serve(make_settings(home, config).with_served(["down", "fake"])) as p:
+        done = httpx.post(p.base_url + "/apps/helper/run", json={"input": "hi"}, timeout=30)
+        assert done.status_code == 200, done.text
+        assert done.json()["text"]
+        assert p.services().calllog.get(done.json()["id"]).model == "fake"

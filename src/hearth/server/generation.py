@@ -136,14 +136,26 @@ async def complete(
     check_request(runner, request)
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
-    start: Callable[[], AsyncIterator[Delta]] = (
-        (lambda: runner.engine.stream_chat(request))
-        if app is None
-        else (lambda: run_app(app, runner.engine))
-    )
+    fallbacks = list(runner.spec.fallbacks)
     try:
-        async for chunk in runner.stream(start):
-            renderer.add(chunk)
+        while True:
+            engine = runner.engine
+            start = _plain_starter(engine, request, app)
+            got = False
+            try:
+                async for chunk in runner.stream(start):
+                    got = True
+                    renderer.add(chunk)
+            except UpstreamError as e:
+                if got or not fallbacks:
+                    raise
+                # as in begin(): every upstream failed before a token; the next model answers
+                log.warning("model '%s' failed (%s); falling back", runner.spec.name, e.message)
+                runner = await services.registry.get(fallbacks.pop(0), served_only=False)
+                call.model = renderer.model = runner.spec.name
+                call.engine = runner.engine
+                continue
+            break
     except HearthError as e:
         usage = getattr(e, "usage", None) or renderer.usage or Usage()
         await call.finish(usage, "error", e.message)
@@ -295,6 +307,15 @@ async def begin(
         if memory is not None:
             memory.release()
         raise
+
+
+def _plain_starter(
+    engine: Engine, request: ChatRequest, app: AppCall | None
+) -> Callable[[], AsyncIterator[Delta]]:
+    """What :func:`complete` runs: the chat as it is, or the app's prepared call."""
+    if app is not None:
+        return lambda: run_app(app, engine)
+    return lambda: engine.stream_chat(request)
 
 
 def _starter(
