@@ -75,10 +75,11 @@ class AppStore:
             if first:
                 self._publish_local(versions)
                 versions = self.shared.versions()
+            local = self._scan_local()
             for name, (updated, deleted) in versions.items():
                 if self._seen.get(name) == updated:
                     continue
-                path = self._local_path(name)
+                path = local[name].path if name in local else None
                 if deleted:
                     if path is not None:
                         path.unlink(missing_ok=True)
@@ -97,10 +98,6 @@ class AppStore:
             if app.name not in versions and app.path is not None:
                 self.shared.put(app.name, app.path.read_text(encoding="utf-8-sig"))
                 log.info("app '%s' published to the shared database", app.name)
-
-    def _local_path(self, name: str) -> Path | None:
-        app = self._scan_local().get(name)
-        return app.path if app is not None else None
 
     def _scan(self) -> dict[str, App]:
         self._sync()

@@ -42,7 +42,9 @@ err = Console(stderr=True)
 def _store(settings: Settings) -> AppStore:
     """The apps directory; with a PostgreSQL database, the replicas' shared apps too (the
     connection lives as long as this command)."""
-    if not settings.db_url.startswith(("postgresql", "postgres:")):
+    from hearth.storage.db import dialect_of
+
+    if dialect_of(settings.db_url) != "postgresql":
         return AppStore(settings.home / "apps")
     from hearth.storage.appfiles import SharedAppFiles
     from hearth.storage.calllog import open_calllog

@@ -146,11 +146,14 @@ class RemoteEngine:
             log.warning("upstream %s of '%s' ejected: %s", up.url, self.spec.name, error.message)
 
     def _worked(self, up: Upstream) -> None:
-        up.failures = 0
         up.served += 1
+        self._back(up, "answered a request")
+
+    def _back(self, up: Upstream, why: str) -> None:
+        up.failures = 0
         if not up.healthy:
             up.healthy = True
-            log.warning("upstream %s of '%s' is back", up.url, self.spec.name)
+            log.warning("upstream %s of '%s' is back: it %s", up.url, self.spec.name, why)
 
     async def _probe_forever(self) -> None:
         while True:
@@ -165,9 +168,7 @@ class RemoteEngine:
                 except (aiohttp.ClientError, TimeoutError):
                     continue
                 if status == 200:
-                    up.failures = 0
-                    up.healthy = True
-                    log.warning("upstream %s of '%s' answers again", up.url, self.spec.name)
+                    self._back(up, "answered its probe")
 
     def health(self) -> list[dict[str, Any]]:
         """Each upstream's state, for /health and metrics."""

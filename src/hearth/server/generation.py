@@ -149,11 +149,8 @@ async def complete(
             except UpstreamError as e:
                 if got or not fallbacks:
                     raise
-                # as in begin(): every upstream failed before a token; the next model answers
-                log.warning("model '%s' failed (%s); falling back", runner.spec.name, e.message)
-                runner = await services.registry.get(fallbacks.pop(0), served_only=False)
-                call.model = renderer.model = runner.spec.name
-                call.engine = runner.engine
+                runner = await _fall_back(services, runner, fallbacks.pop(0), call, e)
+                renderer.model = runner.spec.name
                 continue
             break
     except HearthError as e:
@@ -277,13 +274,8 @@ async def begin(
                 if not fallbacks:
                     await call.finish(Usage(), "error", e.message)
                     raise
-                # Every upstream of this model failed before a token: the next fallback
-                # answers, and the response and the call log name it.
-                log.warning("model '%s' failed (%s); falling back", runner.spec.name, e.message)
-                runner = await services.registry.get(fallbacks.pop(0), served_only=False)
-                call.model = runner.spec.name
+                runner = await _fall_back(services, runner, fallbacks.pop(0), call, e)
                 renderer.model = shown or runner.spec.name
-                call.engine = runner.engine
                 continue
             except HearthError as e:
                 await chunks.aclose()
@@ -309,6 +301,20 @@ async def begin(
         raise
 
 
+async def _fall_back(
+    services: Services, runner: Runner, name: str, call: Call, error: UpstreamError
+) -> Runner:
+    """Every upstream of ``runner``'s model failed before a token: model ``name`` answers
+    instead, and the call (its log row and price) is its."""
+    log.warning(
+        "model '%s' failed (%s); falling back to '%s'", runner.spec.name, error.message, name
+    )
+    fallback = await services.registry.get(name, served_only=False)
+    call.model = fallback.spec.name
+    call.engine = fallback.engine
+    return fallback
+
+
 def _plain_starter(
     engine: Engine, request: ChatRequest, app: AppCall | None
 ) -> Callable[[], AsyncIterator[Delta]]:
@@ -321,6 +327,8 @@ def _plain_starter(
 def _starter(
     engine: Engine, request: ChatRequest | CompletionRequest, app: AppCall | None
 ) -> Callable[[], AsyncIterator[Delta]]:
+    """What :func:`begin` runs: the app's call, a completion, or a chat (held to its
+    response_format schema when it has one)."""
     if app is not None:
         return lambda: run_app(app, engine)
     if isinstance(request, ChatRequest):

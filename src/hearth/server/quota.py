@@ -82,11 +82,18 @@ class Limits:
             usage = self._usage.setdefault(key.id, _Usage(spent))
         return usage
 
+    async def _decide(self, key: ApiKey, decide: Callable[[_Usage, float], T]) -> T:
+        """Run ``decide`` on the key's counters and the time they are kept in."""
+        return decide(await self._of(key), time.monotonic())
+
+    async def _settled(self, reservation: Reservation, tokens: int, cost: float) -> None:
+        _settle(self._usage[reservation.key_id], reservation, tokens, cost, time.monotonic())
+
     async def admit(self, key: ApiKey) -> None:
         """Count one request against the key's requests per minute."""
         if key.rpm is None:
             return
-        _admit(await self._of(key), key, time.monotonic())
+        await self._decide(key, lambda usage, now: _admit(usage, key, now))
 
     async def reserve(
         self,
@@ -101,16 +108,18 @@ class Limits:
         """Hold a call's prompt and up to ``completion`` tokens, or refuse it. A call whose
         client set no ``max_tokens`` is ``flexible``: it is granted what still fits (at least
         a token per choice; ``Reservation.completion``) instead of being refused."""
-        usage = await self._of(key)
-        now = time.monotonic()
-        return _reserve(usage, key, prompt, completion, price, now, choices, flexible)
+
+        def decide(usage: _Usage, now: float) -> Reservation:
+            return _reserve(usage, key, prompt, completion, price, now, choices, flexible)
+
+        return await self._decide(key, decide)
 
     async def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
         """Replace a reservation by what the call really used."""
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        _settle(self._usage[reservation.key_id], reservation, tokens, cost, time.monotonic())
+        await self._settled(reservation, tokens, cost)
 
 
 def _admit(usage: _Usage, key: ApiKey, now: float) -> None:
@@ -198,7 +207,10 @@ class SharedLimits(Limits):
         super().__init__(lambda key_id: 0.0)
         self.counters = counters
 
-    def _decide(self, key: ApiKey, decide: Callable[[_Usage, float], T]) -> T:
+    async def _decide(self, key: ApiKey, decide: Callable[[_Usage, float], T]) -> T:
+        return await asyncio.to_thread(self._decide_locked, key, decide)
+
+    def _decide_locked(self, key: ApiKey, decide: Callable[[_Usage, float], T]) -> T:
         with self.counters.locked(key.id) as window:
             now = time.time()
             usage = _Usage(window.spent)
@@ -214,30 +226,7 @@ class SharedLimits(Limits):
                 out.id = self.counters.hold(key.id, now, out.tokens, out.cost)
             return out
 
-    async def admit(self, key: ApiKey) -> None:
-        if key.rpm is None:
-            return
-        await asyncio.to_thread(self._decide, key, lambda u, now: _admit(u, key, now))
-
-    async def reserve(
-        self,
-        key: ApiKey,
-        prompt: int,
-        completion: int,
-        price: Price,
-        *,
-        choices: int = 1,
-        flexible: bool = False,
-    ) -> Reservation:
-        def decide(usage: _Usage, now: float) -> Reservation:
-            return _reserve(usage, key, prompt, completion, price, now, choices, flexible)
-
-        return await asyncio.to_thread(self._decide, key, decide)
-
-    async def settle(self, reservation: Reservation | None, tokens: int, cost: float) -> None:
-        if reservation is None or reservation.settled:
-            return
-        reservation.settled = True
+    async def _settled(self, reservation: Reservation, tokens: int, cost: float) -> None:
         await asyncio.to_thread(
             self.counters.settle, reservation.key_id, reservation.id, tokens, cost, time.time()
         )

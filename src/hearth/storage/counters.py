@@ -96,11 +96,10 @@ class KeyCounters:
             self.db.execute("DELETE FROM key_events WHERE id = ?", (hold_id,))
             if tokens:
                 self._event(key_id, "used", at, tokens)
-            if cost:
-                self._spent(key_id)  # the row exists from the reservation; made if not
-                self.db.execute(
-                    "UPDATE key_spend SET spent = spent + ? WHERE key_id = ?", (cost, key_id)
-                )
+            add = "UPDATE key_spend SET spent = spent + ? WHERE key_id = ?"
+            if cost and not self.db.execute(add, (cost, key_id)):
+                self._spent(key_id)  # the reservation made the row; made here if it did not
+                self.db.execute(add, (cost, key_id))
             self.db.execute(
                 "DELETE FROM key_events WHERE key_id = ? AND "
                 "((kind <> 'hold' AND at <= ?) OR at <= ?)",

@@ -59,13 +59,24 @@ class Database(Protocol):
         ...
 
 
-def connect(url: str) -> Database:
-    """Open the database that ``url`` names, e.g. ``sqlite:///home/me/.hearth/hearth.db``."""
+def dialect_of(url: str) -> str | None:
+    """``"sqlite"`` or ``"postgresql"`` for a URL :func:`connect` opens; None otherwise."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
-        return SQLiteDatabase(url)
+        return "sqlite"
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return "postgresql"
+    return None
+
+
+def connect(url: str) -> Database:
+    """Open the database that ``url`` names, e.g. ``sqlite:///home/me/.hearth/hearth.db``."""
+    dialect = dialect_of(url)
+    if dialect == "sqlite":
+        return SQLiteDatabase(url)
+    if dialect == "postgresql":
         return PostgresDatabase(url)
+    scheme = urlsplit(url).scheme.lower()
     raise ConfigError(
         f"database URL {redact(url)!r}: unsupported scheme {scheme or '(none)'!r}. Use "
         "sqlite:///ABSOLUTE/PATH/hearth.db or postgresql://USER:PASSWORD@HOST:5432/DB "
