@@ -3,17 +3,17 @@
 Streams pass through chunk by chunk; closing our stream closes the upstream connection,
 which is how the upstream learns to stop. Usage is the upstream's own when it reports one,
 otherwise a count by the model's configured ``tokenizer`` (another registered model).
+A model with several upstreams spreads over them through ``engines.pool``; a request that
+fails before its first token is tried on the next one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -21,6 +21,7 @@ import aiohttp
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities, Engine, count_usage
 from hearth.engines.openai_chunks import deltas
+from hearth.engines.pool import Upstream, UpstreamPool
 from hearth.errors import (
     ContextLengthExceeded,
     HearthError,
@@ -42,31 +43,8 @@ from hearth.types import (
 
 log = logging.getLogger(__name__)
 
-
-# An upstream that fails this many requests in a row (5xx, timeouts, broken streams) stops
-# getting traffic until a probe of its /models answers; a refused connection counts at once.
-FAILURES_TO_EJECT = 3
-PROBE_SECONDS = 2.0
 # Worth trying the request on another upstream: nothing was generated, or it was lost.
 RETRY_STATUS = (502, 503, 504)
-
-
-@dataclass(eq=False)
-class Upstream:
-    """One base URL serving the model, with what routing knows about it."""
-
-    url: str
-    weight: float
-    client: aiohttp.ClientSession
-    in_flight: int = 0
-    failures: int = 0
-    healthy: bool = True
-    last_error: str = ""
-    served: int = 0
-    current: float = 0.0  # smooth weighted round robin among equally loaded upstreams
-
-    def load(self) -> float:
-        return self.in_flight / self.weight
 
 
 class RemoteEngine:
@@ -81,8 +59,7 @@ class RemoteEngine:
         self.tokenizer = tokenizer
         self.vocab_size = tokenizer.vocab_size if tokenizer is not None else None
         self.upstream_model = spec.upstream_model or spec.name
-        self.upstreams: list[Upstream] = []
-        self._prober: asyncio.Task[None] | None = None
+        self.pool = UpstreamPool(spec.name)
 
     async def start(self) -> None:
         headers = {}
@@ -105,84 +82,18 @@ class RemoteEngine:
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
                 read_bufsize=2**22,  # one SSE event (a chunk with logprobs) is one line
             )
-            self.upstreams.append(Upstream(url.rstrip("/"), weight, client))
-        if len(self.upstreams) > 1:
-            self._prober = asyncio.create_task(self._probe_forever())
+            self.pool.add(Upstream(url.rstrip("/"), weight, client))
+        self.pool.start()
 
     async def close(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
-        for up in self.upstreams:
-            await up.client.close()
+        await self.pool.close()
+
+    def health(self) -> list[dict[str, Any]]:
+        """Each upstream's state, for /health."""
+        return self.pool.health()
 
     def check(self, request: ChatRequest | CompletionRequest) -> None:
         return None  # the upstream checks what it accepts; its 400s become ours
-
-    # -- routing ------------------------------------------------------------------------
-    def _pick(self, tried: list[Upstream]) -> Upstream | None:
-        """The healthy upstream with the least in flight per weight; an ejected one only
-        when no healthy one is left untried (it may have come back before its probe)."""
-        left = [u for u in self.upstreams if u not in tried]
-        if not left:
-            return None
-        pool = [u for u in left if u.healthy] or left
-        least = min(u.load() for u in pool)
-        tied = [u for u in pool if u.load() == least]
-        # nginx's smooth weighted round robin breaks the tie, so that one-at-a-time traffic
-        # still alternates (in proportion to weight) instead of always taking the first.
-        for u in tied:
-            u.current += u.weight
-        chosen = max(tied, key=lambda u: u.current)
-        chosen.current -= sum(u.weight for u in tied)
-        return chosen
-
-    def _failed(self, up: Upstream, error: HearthError, *, at_once: bool = False) -> None:
-        up.failures += 1
-        up.last_error = error.message
-        if up.healthy and (at_once or up.failures >= FAILURES_TO_EJECT):
-            up.healthy = False
-            log.warning("upstream %s of '%s' ejected: %s", up.url, self.spec.name, error.message)
-
-    def _worked(self, up: Upstream) -> None:
-        up.served += 1
-        self._back(up, "answered a request")
-
-    def _back(self, up: Upstream, why: str) -> None:
-        up.failures = 0
-        if not up.healthy:
-            up.healthy = True
-            log.warning("upstream %s of '%s' is back: it %s", up.url, self.spec.name, why)
-
-    async def _probe_forever(self) -> None:
-        while True:
-            await asyncio.sleep(PROBE_SECONDS)
-            for up in [u for u in self.upstreams if not u.healthy]:
-                try:
-                    async with up.client.get(
-                        up.url + "/models", timeout=aiohttp.ClientTimeout(total=PROBE_SECONDS)
-                    ) as resp:
-                        await resp.read()
-                        status = resp.status
-                except (aiohttp.ClientError, TimeoutError):
-                    continue
-                if status == 200:
-                    self._back(up, "answered its probe")
-
-    def health(self) -> list[dict[str, Any]]:
-        """Each upstream's state, for /health and metrics."""
-        return [
-            {
-                "url": u.url,
-                "weight": u.weight,
-                "healthy": u.healthy,
-                "in_flight": u.in_flight,
-                "served": u.served,
-                "last_error": u.last_error or None,
-            }
-            for u in self.upstreams
-        ]
 
     # -- generation ---------------------------------------------------------------------
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -211,7 +122,7 @@ class RemoteEngine:
         }
         tried: list[Upstream] = []
         last: HearthError | None = None
-        while (up := self._pick(tried)) is not None:
+        while (up := self.pool.pick(tried)) is not None:
             tried.append(up)
             texts: dict[int, str] = {}
             stream = self._attempt(up, path, payload, texts)
@@ -252,7 +163,7 @@ class RemoteEngine:
                 if resp.status != 200:
                     error = _upstream_error(resp.status, await resp.read(), self.spec.name, up.url)
                     if resp.status >= 500:
-                        self._failed(up, error)
+                        self.pool.failed(up, error)
                     if resp.status in RETRY_STATUS:
                         raise _Retry(error)
                     raise error
@@ -307,14 +218,14 @@ class RemoteEngine:
                     raise _Broken(f"{where} broke the protocol: a stream without choices")
         except (aiohttp.ClientError, TimeoutError) as e:
             error = UpstreamError(f"{where} is unreachable or hung up: {_describe(e)}")
-            self._failed(up, error, at_once=isinstance(e, aiohttp.ClientConnectorError))
+            self.pool.failed(up, error, at_once=isinstance(e, aiohttp.ClientConnectorError))
             raise _Retry(error) from e
         except _Broken as e:
-            self._failed(up, e)
+            self.pool.failed(up, e)
             raise _Retry(e) from None
         finally:
             up.in_flight -= 1
-        self._worked(up)
+        self.pool.worked(up)
         if usage is not None:
             yield usage
 
@@ -330,7 +241,7 @@ class RemoteEngine:
         tried: list[Upstream] = []
         last: HearthError | None = None
         body = {"model": self.upstream_model, "input": texts}
-        while (up := self._pick(tried)) is not None:
+        while (up := self.pool.pick(tried)) is not None:
             tried.append(up)
             up.in_flight += 1
             try:
@@ -340,14 +251,14 @@ class RemoteEngine:
                 last = UpstreamError(
                     f"upstream {up.url} of '{self.spec.name}' is unreachable: {_describe(e)}"
                 )
-                self._failed(up, last, at_once=isinstance(e, aiohttp.ClientConnectorError))
+                self.pool.failed(up, last, at_once=isinstance(e, aiohttp.ClientConnectorError))
                 continue
             finally:
                 up.in_flight -= 1
             if status != 200:
                 last = _upstream_error(status, raw, self.spec.name, up.url)
                 if status >= 500:
-                    self._failed(up, last)
+                    self.pool.failed(up, last)
                     continue
                 raise last
             try:
@@ -359,9 +270,9 @@ class RemoteEngine:
                     f"upstream {up.url} of '{self.spec.name}' sent embeddings hearth "
                     f"cannot read: {e!r}"
                 )
-                self._failed(up, last)
+                self.pool.failed(up, last)
                 continue
-            self._worked(up)
+            self.pool.worked(up)
             return Embeddings(vectors, int((data.get("usage") or {}).get("prompt_tokens", 0)))
         assert last is not None
         raise last
