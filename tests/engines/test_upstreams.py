@@ -51,15 +51,27 @@ SCRIPTS: dict[str, Callable[[], Response]] = {
     ),
     "only-done": lambda: Response("data: [DONE]\n\n", media_type=SSE),
     "cut-short": lambda: Response(_chunk("half an ans"), media_type=SSE),
+    "bad-utf8": lambda: Response(
+        b'data: {"choices": [{"index": 0, "delta": {"content": "\xff\xfe"}}]}\n\n',
+        media_type=SSE,
+    ),
+    "error-event": lambda: Response(
+        'data: {"error": {"message": "out of memory", "code": 500}}\n\n', media_type=SSE
+    ),
     "unavailable": lambda: JSONResponse({"error": {"message": "warming up"}}, status_code=503),
     "good": lambda: Response("".join(GOOD), media_type=SSE),
 }
 BROKEN = [m for m in SCRIPTS if m != "good"]
 
 
+HITS: dict[str, int] = {}
+
+
 async def _chat(request: Request) -> Response:
-    body = await request.json()
-    return SCRIPTS[body["model"]]()
+    # /v1/...: the script the model names; /<script>/v1/...: that script for every model
+    script = request.path_params.get("script") or (await request.json())["model"]
+    HITS[script] = HITS.get(script, 0) + 1
+    return SCRIPTS[script]()
 
 
 async def _models(request: Request) -> Response:
@@ -69,6 +81,8 @@ async def _models(request: Request) -> Response:
 SCRIPTED = Starlette(
     routes=[
         Route("/v1/chat/completions", _chat, methods=["POST"]),
+        Route("/{script}/v1/chat/completions", _chat, methods=["POST"]),
+        Route("/{script}/v1/models", lambda r: JSONResponse({"object": "list", "data": []})),
         Route("/v1/models", _models),
     ]
 )
@@ -174,6 +188,31 @@ def test_a_pool_spreads_requests_over_its_upstreams(tmp_path: Path) -> None:
             served = [u["served"] for u in _health(proxy, "pool")]
             # least in flight: concurrent requests land on every upstream
             assert sum(served) == 18 and all(n > 0 for n in served), served
+
+
+@pytest.mark.parametrize("script", ["error-event", "bad-utf8", "unavailable"])
+def test_a_failure_before_the_first_token_is_retried_on_another_upstream(
+    scripted: str, script: str, tmp_path: Path
+) -> None:
+    bad = scripted.removesuffix("/v1") + f"/{script}/v1"
+    with serve(make_settings(tmp_path / "good", FAKE_MODELS)) as good:
+        config = FAKE_MODELS + _remote("pool", bad, "fake", f'urls = ["{good.base_url}"]')
+        with serve(make_settings(tmp_path / "proxy", config).with_served(["pool"])) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key="x", max_retries=0)
+            before = HITS.get(script, 0)
+            for stream in (False, True, False, True):
+                body = {"model": "pool", "messages": [{"role": "user", "content": "hi"}]}
+                if stream:
+                    text = "".join(
+                        c.choices[0].delta.content or ""
+                        for c in client.chat.completions.create(**body, stream=True)
+                        if c.choices
+                    )
+                else:
+                    text = client.chat.completions.create(**body).choices[0].message.content
+                assert text and text.startswith("Hello from hearth"), text
+            # the bad upstream was asked (and its failure hidden), not skipped throughout
+            assert HITS.get(script, 0) > before
 
 
 def test_killing_an_upstream_mid_run_fails_no_request_and_it_comes_back(tmp_path: Path) -> None:

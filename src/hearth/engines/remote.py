@@ -177,7 +177,13 @@ class RemoteEngine:
                     )
                 finished = done = False
                 async for raw in resp.content:
-                    line = raw.decode("utf-8").rstrip("\r\n")
+                    try:
+                        line = raw.decode("utf-8").rstrip("\r\n")
+                    except UnicodeDecodeError as e:
+                        raise _Broken(
+                            f"{where} broke the protocol: its stream is not UTF-8 ({e.reason} "
+                            f"at byte {e.start}): {raw[:200]!r}"
+                        ) from e
                     if line.startswith("data:") and line[5:].strip() == "[DONE]":
                         # read on to the end rather than break: a response left unread
                         # closes its connection instead of going back to the pool
@@ -189,7 +195,11 @@ class RemoteEngine:
                     if not isinstance(data, dict):
                         raise _Broken(f"{where} sent an event that is not an object")
                     if "error" in data:
-                        raise UpstreamError(f"{where} failed mid-answer: {data['error']}")
+                        error = UpstreamError(f"{where} failed mid-answer: {data['error']}")
+                        if not texts:
+                            # nothing reached the client yet: another upstream may answer
+                            raise _Retry(error)
+                        raise error
                     if not isinstance(data.get("choices"), list) and not data.get("usage"):
                         raise _Broken(
                             f"{where} broke the protocol: an event without choices: "
