@@ -93,6 +93,9 @@ class ChatRequest:
     tool_choice: str = "auto"  # "auto" | "none" | "required" (a named choice: required + name)
     tool_name: str | None = None  # the function a named tool_choice forces
     parallel_tool_calls: bool = True
+    # the answer is used only once whole (not streamed to anyone): an engine may start it
+    # over after a failure midway, as a remote pool does on its next upstream
+    whole: bool = False
 
     @property
     def callable_tools(self) -> tuple[ToolSpec, ...]:
@@ -109,6 +112,7 @@ class CompletionRequest:
     prompt: str
     params: GenerationParams = field(default_factory=GenerationParams)
     echo: bool = False
+    whole: bool = False  # as ChatRequest.whole
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,10 @@ class RemoteEngine:
             stream = self._attempt(up, path, payload, texts)
             yielded = False
             try:
+                if request.whole:
+                    # nobody sees the answer before its end: hold it, so a failure midway
+                    # starts over on the next upstream instead of failing the request
+                    stream = _replay([chunk async for chunk in stream])
                 async for chunk in stream:
                     if isinstance(chunk, Usage):
                         yield Delta(usage=chunk)
@@ -195,11 +199,8 @@ class RemoteEngine:
                     if not isinstance(data, dict):
                         raise _Broken(f"{where} sent an event that is not an object")
                     if "error" in data:
-                        error = UpstreamError(f"{where} failed mid-answer: {data['error']}")
-                        if not texts:
-                            # nothing reached the client yet: another upstream may answer
-                            raise _Retry(error)
-                        raise error
+                        # another upstream may answer, if nothing reached the client yet
+                        raise _Retry(UpstreamError(f"{where} failed mid-answer: {data['error']}"))
                     if not isinstance(data.get("choices"), list) and not data.get("usage"):
                         raise _Broken(
                             f"{where} broke the protocol: an event without choices: "
@@ -313,6 +314,11 @@ class RemoteEngine:
 
 class _Broken(UpstreamError):
     """The upstream answered something that is not the OpenAI protocol."""
+
+
+async def _replay(chunks: list[Delta | Usage]) -> AsyncGenerator[Delta | Usage, None]:
+    for chunk in chunks:
+        yield chunk
 
 
 class _Retry(Exception):  # control flow, never leaves this module

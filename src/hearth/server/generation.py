@@ -134,6 +134,9 @@ async def complete(
         step=run[1] if run else None,
     )
     check_request(runner, request)
+    request.whole = True
+    if app is not None:
+        app.request.whole = True
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
     fallbacks = list(runner.spec.fallbacks)
@@ -253,6 +256,9 @@ async def begin(
             step=run[1] if run else None,
         )
         call.count_parts()
+        request.whole = not stream
+        if app is not None:
+            app.request.whole = not stream
         await call.reserve(lambda: worst_case(runner.engine, request), request.params)
         renderer = Renderer(
             kind=kind,
