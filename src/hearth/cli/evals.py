@@ -346,7 +346,7 @@ def before_after(settings: Settings, manifest: Any, eval_data: Path, *, quiet: b
             "comparison": _comparison(base, adapter),
         },
     )
-    save(settings.home, manifest)
+    save(settings, manifest)
     if not quiet:
         _print([base, adapter], manifest.evaluation["comparison"])
     return manifest

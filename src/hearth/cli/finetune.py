@@ -196,10 +196,13 @@ class _Bar:
 
 @app.command("list")
 def list_adapters(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Adapters trained here, and runs that were interrupted (resume with --resume)."""
-    from hearth.finetune.store import listing
+    """Adapters trained here (and, with a PostgreSQL database, by every machine on it), and
+    runs that were interrupted (resume with --resume)."""
+    from hearth.finetune.store import listing, sync
 
-    done, unfinished = listing(load_settings().home)
+    settings = load_settings()
+    sync(settings)
+    done, unfinished = listing(settings.home)
     if as_json:
         typer.echo(
             json.dumps(
@@ -244,6 +247,6 @@ def rm(name: str) -> None:
     from hearth.errors import UserError
     from hearth.finetune.store import remove
 
-    if not remove(load_settings().home, name):
+    if not remove(load_settings(), name):
         raise UserError(f"no adapter '{name}'; `hearth finetune list` shows them")
     console.print(f"removed adapter '{name}'")

@@ -6,7 +6,7 @@ from dataclasses import replace
 import typer
 from rich.console import Console
 
-from hearth.config import load_settings
+from hearth.config import Settings, load_settings
 from hearth.server.auth import exposure_warning
 from hearth.storage.calllog import open_calllog
 from hearth.storage.keys import KeyStore
@@ -37,6 +37,8 @@ def serve(
     from hearth.server import create_app
 
     settings = load_settings()
+    if _sync_adapters(settings):
+        settings = load_settings()  # adapters trained on another replica, now registered here
     if model:
         settings = settings.with_served(model)
     settings = replace(
@@ -57,6 +59,20 @@ def serve(
         console.print(f"[bold yellow]warning:[/] {warning}")
     app = create_app(settings, preload=[settings.default_model] if preload else [])
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _sync_adapters(settings: Settings) -> list[str]:
+    """With a PostgreSQL database: the fine-tuned adapters every replica shares, here."""
+    from hearth.storage.db import dialect_of
+
+    if dialect_of(settings.db_url) != "postgresql":
+        return []  # nothing to share (and no need to import the training side)
+    from hearth.finetune.store import sync
+
+    changed = sync(settings)
+    if changed:
+        console.print(f"adapters from the shared database: {', '.join(changed)}")
+    return changed
 
 
 def _any_key(db_url: str) -> bool:

@@ -2,21 +2,34 @@
 
 A finished adapter is registered in models.toml as a model of its own (``base`` +
 ``adapter``), served by ``hearth serve`` over its base's loaded weights.
+
+With a PostgreSQL database the adapters live there too (file, manifest and models.toml
+table), so that every replica serves the same ones: registering, re-evaluating or removing
+one publishes it, and :func:`sync` (run by ``hearth serve`` and ``hearth finetune list``)
+brings a machine's adapters directory and models.toml in line with the database.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hearth.config import Settings
 from hearth.errors import UserError
-from hearth.hub.local import register, unregister
+from hearth.hub.local import register, registered_models, unregister
+from hearth.storage.adapters import SharedAdapters
+from hearth.storage.db import dialect_of
+
+log = logging.getLogger(__name__)
 
 ADAPTERS = "adapters"
 RUNS = ".runs"  # unfinished runs and their checkpoints
@@ -78,6 +91,7 @@ def register_adapter(settings: Settings, manifest: Manifest, gguf: Path) -> Path
             **({"sampling": dict(base.sampling)} if base.sampling else {}),
         },
     )
+    publish(settings, manifest.name)
     return final
 
 
@@ -106,8 +120,17 @@ def listing(home: Path) -> tuple[list[Manifest], list[str]]:
     return done, unfinished
 
 
-def remove(home: Path, name: str) -> bool:
+def remove(settings: Settings, name: str) -> bool:
     """Unregister and delete adapter ``name`` (and any unfinished run of that name)."""
+    found = _remove_local(settings.home, name)
+    with _shared(settings) as shared:
+        if shared is not None and name in shared.all():
+            shared.delete(name)
+            found = True
+    return found
+
+
+def _remove_local(home: Path, name: str) -> bool:
     found = unregister(home, name)
     for path in (adapter_dir(home, name), home / ADAPTERS / RUNS / name):
         if path.exists():
@@ -116,9 +139,101 @@ def remove(home: Path, name: str) -> bool:
     return found
 
 
-def save(home: Path, manifest: Manifest) -> None:
+def save(settings: Settings, manifest: Manifest) -> None:
     """Rewrite a registered adapter's manifest (e.g. with its evaluation), atomically."""
-    _write_manifest(adapter_dir(home, manifest.name), manifest)
+    _write_manifest(adapter_dir(settings.home, manifest.name), manifest)
+    publish(settings, manifest.name)
+
+
+@contextmanager
+def _shared(settings: Settings) -> Iterator[SharedAdapters | None]:
+    """The database's adapters when it is PostgreSQL (shared by replicas), else None."""
+    if dialect_of(settings.db_url) != "postgresql":
+        yield None
+        return
+    from hearth.storage.calllog import open_calllog
+
+    calllog = open_calllog(settings.db_url)
+    try:
+        yield SharedAdapters(calllog.db)
+    finally:
+        calllog.close()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def publish(settings: Settings, name: str) -> None:
+    """Put adapter ``name`` as it is here (file, manifest, models.toml table) in the shared
+    database; nothing without one."""
+    with _shared(settings) as shared:
+        if shared is not None:
+            _publish(shared, settings.home, name)
+
+
+def _publish(shared: SharedAdapters, home: Path, name: str) -> None:
+    directory = adapter_dir(home, name)
+    gguf = directory / "adapter.gguf"
+    table = registered_models(home).get(name)
+    if table is None or not gguf.is_file():
+        return
+    manifest = (directory / MANIFEST).read_text(encoding="utf-8")
+    shared.put(name, manifest, json.dumps(table), gguf.read_bytes(), _sha256(gguf))
+
+
+def sync(settings: Settings) -> list[str]:
+    """Bring this machine's adapters in line with the shared database: adapters added or
+    changed elsewhere are written here and registered, ones removed elsewhere removed, and
+    ones only here published. Returns the names whose registration changed here (models.toml
+    must then be read again). Nothing without a shared database."""
+    home = settings.home
+    changed: list[str] = []
+    with _shared(settings) as shared:
+        if shared is None:
+            return changed
+        rows = shared.all()
+        for name, row in rows.items():
+            directory = adapter_dir(home, name)
+            gguf = directory / "adapter.gguf"
+            if row.deleted:
+                if _remove_local(home, name):
+                    changed.append(name)
+                continue
+            got = shared.get(name)
+            if got is None:
+                continue
+            manifest, model, data = got
+            if gguf.is_file() and _sha256(gguf) == row.sha256 and name in registered_models(home):
+                if (directory / MANIFEST).read_text(encoding="utf-8") != manifest:
+                    (directory / MANIFEST).write_text(manifest, encoding="utf-8")
+                continue
+            table = json.loads(model)
+            if table.get("base") not in settings.models:
+                log.warning(
+                    "adapter '%s' is over model '%s', which this machine does not have: "
+                    "not registered here",
+                    name,
+                    table.get("base"),
+                )
+                continue
+            staging = home / ADAPTERS / f".{name}.sync"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            (staging / "adapter.gguf").write_bytes(data)
+            (staging / MANIFEST).write_text(manifest, encoding="utf-8")
+            shutil.rmtree(directory, ignore_errors=True)
+            os.replace(staging, directory)
+            register(home, name, table)
+            changed.append(name)
+        for manifest_ in listing(home)[0]:
+            if manifest_.name not in rows:
+                _publish(shared, home, manifest_.name)
+    return changed
 
 
 def _write_manifest(directory: Path, manifest: Manifest) -> None:

@@ -410,6 +410,7 @@ _DDL = [
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
     # SQLite's INTEGER is 8 bytes too.
     (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
 ]
 
 

@@ -211,6 +211,21 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        8,
+        "fine-tuned adapters kept in the database, for every replica",
+        """
+        CREATE TABLE adapters (
+            name TEXT PRIMARY KEY,
+            manifest TEXT NOT NULL,
+            model TEXT NOT NULL,
+            gguf BLOB NOT NULL,
+            sha256 TEXT NOT NULL,
+            updated REAL NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    ),
 ]
 
 BOOKKEEPING = "schema_migrations"
