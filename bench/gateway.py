@@ -9,8 +9,10 @@ The upstream is a minimal OpenAI-compatible server (a raw ASGI app under uvicorn
 answers every chat completion at once with the same short reply, streamed or not, so every
 millisecond measured beyond "direct" is the gateway's. hearth runs as ``hearth serve`` with
 a ``remote`` model, an API key required (auth on), the call log and metrics on. The load
-generator is one asyncio process with ``httpx`` keeping connections alive; it shares the
-machine's cores with everything else, which caps the figures for all targets alike.
+generator is ``wrk`` (one thread, keep-alive, a fixed duration; ``apt-get install wrk``)
+when it is on PATH, else one asyncio process with ``httpx`` (``--loader httpx``), which
+costs ~1 ms of CPU per request itself and so caps every target's requests/s. Either shares
+the machine's cores with everything else.
 
 Prints a table and writes bench/results/gateway.json (``--replicas``: replicas.json).
 """
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,7 +101,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], headers: dict[str, str] | Non
         time.sleep(0.2)
 
 
-def _hearth(home: Path, upstream: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _hearth(
+    home: Path, upstream: str, port: int, env: dict[str, str], *flags: str
+) -> subprocess.Popen[bytes]:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
         f'[server]\nauth = true\n\n[models.m]\nengine = "remote"\nurl = "{upstream}"\n'
@@ -106,7 +111,7 @@ def _hearth(home: Path, upstream: str, port: int, env: dict[str, str]) -> subpro
         encoding="utf-8",
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "hearth", "serve", "--port", str(port), "--model", "m"],
+        [sys.executable, "-m", "hearth", "serve", "--port", str(port), "--model", "m", *flags],
         env={**os.environ, **env, "HEARTH_HOME": str(home)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -175,11 +180,69 @@ async def _load(
     }
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+urls = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, urls[(counter %% #urls) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{"requests": %%d, "errors": %%d, "us": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, e.connect + e.read + e.write + e.status + e.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _wrk(urls: list[str], key: str, concurrency: int, seconds: int, stream: bool) -> dict[str, Any]:
+    """``wrk`` against ``urls`` (one connection per worker; with several urls, wrk's
+    connections all go to the first url's host: used only with one target host)."""
+    body = json.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    )
+    from urllib.parse import urlsplit
+
+    paths = ", ".join(f'"{urlsplit(u).path}"' for u in urls)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % (body, key, paths))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, seconds)}s", "--timeout", "30s",
+             "-s", f.name, urls[0]],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(f.name)
+    got = json.loads(out.strip().splitlines()[-1])
+    wall = got["us"] / 1e6
+    return {
+        "requests": got["requests"],
+        "errors": got["errors"],
+        "rps": got["requests"] / wall,
+        "p50_ms": got["p50_us"] / 1000,
+        "p99_ms": got["p99_us"] / 1000,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per measurement")
     parser.add_argument("--litellm-python", help="python of a venv with litellm[proxy]")
     parser.add_argument("--replicas", action="store_true", help="1 vs 2 replicas on PostgreSQL")
+    parser.add_argument(
+        "--loader",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+        help="load generator (default: wrk when installed)",
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="per measurement (wrk)")
     args = parser.parse_args()
 
     procs: list[subprocess.Popen[bytes]] = []
@@ -212,6 +275,11 @@ def main() -> None:
             targets["hearth x2"] = hearth_urls
         else:
             targets["hearth"] = hearth_urls
+            # the same without uvicorn's line per request (the call log stays on)
+            quiet = free_port()
+            procs.append(_hearth(tmp / "h0", upstream, quiet, env, "--no-access-log"))
+            _wait(f"http://127.0.0.1:{quiet}/health", procs[-1])
+            targets["hearth, no access log"] = [f"http://127.0.0.1:{quiet}/v1/chat/completions"]
 
         if args.litellm_python:
             lport = free_port()
@@ -239,14 +307,19 @@ def main() -> None:
                 base = None
                 for name, urls in targets.items():
                     secret = LITELLM_KEY if name == "litellm" else key
-                    got = asyncio.run(_load(urls, secret, concurrency, n, stream))
+                    if args.loader == "wrk" and len({u.split("/v1")[0] for u in urls}) == 1:
+                        _wrk(urls, secret, concurrency, 1, stream)  # warm up
+                        got = _wrk(urls, secret, concurrency, args.seconds, stream)
+                    else:
+                        got = asyncio.run(_load(urls, secret, concurrency, n, stream))
+                    got["loader"] = args.loader
                     if name == "direct":
                         base = got["p50_ms"]
                     got.update(target=name, stream=stream, concurrency=concurrency)
                     got["added_p50_ms"] = got["p50_ms"] - (base or 0)
                     rows.append(got)
                     console.print(
-                        f"{name:10} stream={stream!s:5} c={concurrency:2}: "
+                        f"{name:22} stream={stream!s:5} c={concurrency:2}: "
                         f"{got['rps']:7.0f} req/s  p50 {got['p50_ms']:6.2f} ms  "
                         f"p99 {got['p99_ms']:6.2f} ms  errors {got['errors']}"
                     )

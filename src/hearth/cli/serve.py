@@ -26,6 +26,11 @@ def serve(
     ),
     preload: bool = typer.Option(True, help="Load the default model before taking requests."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    access_log: bool = typer.Option(
+        True,
+        help="Print a line per HTTP request. The call log keeps every model call either way "
+        "(`hearth usage`); off saves ~10% of a busy gateway's CPU.",
+    ),
 ) -> None:
     """Start the OpenAI-compatible API server.
 
@@ -58,7 +63,9 @@ def serve(
     if warning:
         console.print(f"[bold yellow]warning:[/] {warning}")
     app = create_app(settings, preload=[settings.default_model] if preload else [])
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log
+    )
 
 
 def _sync_adapters(settings: Settings) -> list[str]:

@@ -24,6 +24,7 @@ from hearth.rag.kb import open_store
 from hearth.rag.stores.base import Store
 from hearth.rag.translate import Translator
 from hearth.server.auth import Caller, KeyRing
+from hearth.server.logwriter import LogWriter
 from hearth.server.memory import Locks, split_of
 from hearth.server.metrics import Metrics
 from hearth.server.quota import WINDOW, Limits, Reservation, SharedLimits
@@ -51,11 +52,13 @@ class Services:
     guard: Guard = field(init=False)
     hooks: Hooks = field(init=False)
     conversations: ConversationStore = field(init=False)
+    writer: LogWriter = field(init=False)
     locks: Locks = field(default_factory=Locks)
     counters: dict[str, Counter | None] = field(default_factory=dict)  # by model
 
     def __post_init__(self) -> None:
         self.conversations = ConversationStore(self.calllog.db)
+        self.writer = LogWriter(self.calllog)
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
         self.limits = (
             SharedLimits(KeyCounters(self.calllog.db, WINDOW))
@@ -115,6 +118,7 @@ class Services:
         return self._kb
 
     def close(self) -> None:
+        self.writer.close()
         self.calllog.close()
         if self._kb is not None:
             self._kb.close()
@@ -243,7 +247,7 @@ class Call:
             else []
         )
         try:
-            await asyncio.to_thread(self.services.calllog.record, record, hits)
+            await self.services.writer.record(record, hits)
         except Exception:  # the answer was already given; losing a log row must not fail it
             log.exception("could not write call log row %s", self.id)
         if self.services.hooks.active:

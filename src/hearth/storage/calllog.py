@@ -159,6 +159,17 @@ class CallLog:
             for hit in hits:
                 self.db.execute(_INSERT_HIT, astuple(hit))
 
+    def record_many(self, calls: list[tuple[CallRecord, list[ModerationRecord]]]) -> None:
+        """Store several calls and their hits in one transaction: all or none."""
+        for rec, _ in calls:
+            if rec.status not in STATUSES:
+                raise ValueError(f"call {rec.id}: status {rec.status!r} is not one of {STATUSES}")
+        with self.db.transaction():
+            for rec, hits in calls:
+                self.db.execute(_INSERT, astuple(rec))
+                for hit in hits:
+                    self.db.execute(_INSERT_HIT, astuple(hit))
+
     def record_tool(self, rec: ToolRecord) -> None:
         self.db.execute(
             "INSERT INTO tool_calls (run_id, step, position, created, tool, arguments, "
