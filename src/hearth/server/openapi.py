@@ -8,11 +8,17 @@ operations behind an API key 401 and 429 (its requests per minute).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi import utils as openapi_utils
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
+
+from hearth.server.auth import SECURITY_SCHEMES, authenticate
 
 
 class ErrorObject(BaseModel):
@@ -88,11 +94,42 @@ def install(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
+            _secure(document, app)
             _fix(document)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+def _secure(document: dict[str, Any], app: FastAPI) -> None:
+    """Each operation behind :func:`authenticate` takes a key either way it can be sent."""
+    components = document.setdefault("components", {})
+    components["securitySchemes"] = dict(SECURITY_SCHEMES)
+    security: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+    paths = document.get("paths", {})
+    for route in _api_routes(app):
+        if _calls(route.dependant, authenticate):
+            for method in route.methods or ():
+                operation = paths.get(route.path_format, {}).get(method.lower())
+                if operation is not None:
+                    operation["security"] = security
+
+
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every API route, included routers' too (FastAPI >= 0.16x nests them in contexts)."""
+    contexts = getattr(routing, "iter_route_contexts", None)
+    if contexts is None:
+        yield from (r for r in app.routes if isinstance(r, APIRoute))
+        return
+    for context in contexts(app.routes):
+        route = openapi_utils._get_api_route_for_openapi(context)
+        if route is not None:
+            yield route
+
+
+def _calls(dependant: Dependant, call: Any) -> bool:
+    return any(d.call is call or _calls(d, call) for d in dependant.dependencies)
 
 
 def _fix(document: dict[str, Any]) -> None:
