@@ -73,6 +73,20 @@ def test_ordinary_programs_run(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_it_runs_on_uvloop_as_on_asyncio(mode: str) -> None:
+    """``hearth serve`` runs on uvloop, whose subprocesses take no user/group arguments."""
+    import uvloop
+
+    code = "import os\nprint(os.getuid(), os.getgid(), os.getgroups())"
+    mine = asyncio.run(Sandbox(LIMITS, mode=mode).run(code))
+    theirs = uvloop.run(Sandbox(LIMITS, mode=mode).run(code))
+    assert mine.ok and theirs.ok, (mine, theirs)
+    assert mine.stdout == theirs.stdout
+    if os.geteuid() == 0:
+        assert theirs.stdout.split()[:2] == ["65534", "65534"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_limits_hold(mode: str) -> None:
     sandbox = Sandbox(LIMITS, mode=mode)
     ok, out = run(sandbox, "x = bytearray(10 * 1024**3)\nprint(len(x))")

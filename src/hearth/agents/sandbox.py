@@ -170,8 +170,21 @@ def _works(prefix: list[str], *, add: bool = True) -> bool:
     return done.returncode == 0
 
 
-def _as_nobody() -> dict[str, Any]:
-    return {"user": NOBODY, "group": NOBODY, "extra_groups": []} if _root() else {}
+def _as_nobody(loop: asyncio.AbstractEventLoop | None = None) -> dict[str, Any]:
+    """Arguments that start the child as nobody when hearth runs as root. Event loops other
+    than asyncio's own (uvloop, which ``hearth serve`` runs on) do not take ``user``/
+    ``group``: the child drops its privileges itself, right after the fork."""
+    if not _root():
+        return {}
+    if loop is None or isinstance(loop, asyncio.BaseEventLoop):
+        return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    return {"preexec_fn": _drop_to_nobody}
+
+
+def _drop_to_nobody() -> None:  # in the forked child, before exec: only plain system calls
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
 
 
 @cache
@@ -261,7 +274,7 @@ class Sandbox:
                 env=env,
                 cwd=tmp,
                 start_new_session=True,
-                **_as_nobody(),
+                **_as_nobody(asyncio.get_running_loop()),
             )
             try:
                 return await self._collect(proc, start)
