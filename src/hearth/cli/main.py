@@ -25,6 +25,7 @@ def _register() -> None:
         apps,
         chat,
         conversations,
+        convert,
         estimate,
         evals,
         finetune,
@@ -38,6 +39,7 @@ def _register() -> None:
     )
 
     models.app.command("pull")(pull.pull)
+    models.app.command("convert")(convert.convert)
     models.app.command("estimate")(estimate.estimate)
     models.app.command("info")(estimate.info)
     app.command("serve")(serve.serve)
