@@ -46,6 +46,13 @@ $(SYSTEM): | $(BIN)/python
 	else echo "note: install $(APT) with your package manager for the sandbox and browser tests"; fi
 	touch $@
 
+# llama.cpp's converter, for the conversion tests: unpacked from the llama-cpp-python sdist
+# on the package index (pinned by version and sha256 in hearth/hub/convert.py), as
+# `hearth models convert` does on first use.
+CONVERTER := .cache/llama.cpp-convert
+$(CONVERTER)/.complete: $(STAMP) src/hearth/hub/convert.py
+	$(BIN)/python -m hearth.hub.convert $(CONVERTER)
+
 serve: $(STAMP)
 	$(BIN)/hearth serve --port $(PORT)
 
@@ -58,7 +65,7 @@ lint: $(STAMP)
 test-fast: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM)
+test-slow: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM) $(CONVERTER)/.complete
 	$(BIN)/pytest -q -m slow
 
 test: lint test-fast test-slow

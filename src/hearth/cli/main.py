@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hearth.errors import HearthError
 
@@ -60,7 +61,7 @@ def main() -> None:
     try:
         app()
     except HearthError as e:
-        err.print(f"[bold red]error:[/] {e.message}")
+        err.print(f"[bold red]error:[/] {escape(e.message)}")  # [brackets] are text here
         sys.exit(2 if e.status < 500 else 1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -76,7 +76,7 @@ def converter_dir(home: Path) -> Path:
 def ensure_converter(home: Path, say: Say = lambda _: None) -> Path:
     """The unpacked converter, fetched from the package index the first time."""
     target = converter_dir(home)
-    if (target / ".complete").is_file():
+    if ready(target):
         return target
     if os.environ.get("HEARTH_CONVERTER_DIR"):
         raise UserError(
@@ -85,6 +85,12 @@ def ensure_converter(home: Path, say: Say = lambda _: None) -> Path:
         )
     fetch_converter(target, say)
     return target
+
+
+def ready(target: Path) -> bool:
+    """``target`` holds this version's converter, wholly unpacked."""
+    marker = target / ".complete"
+    return marker.is_file() and marker.read_text().split() == [LLAMA_CPP_PYTHON, SDIST_SHA256]
 
 
 def fetch_converter(target: Path, say: Say = lambda _: None) -> None:
@@ -370,6 +376,6 @@ if __name__ == "__main__":  # prepare a converter directory ahead: python -m hea
     if len(sys.argv) != 2:
         sys.exit("usage: python -m hearth.hub.convert DIR")
     where = Path(sys.argv[1])
-    if not (where / ".complete").is_file():
+    if not ready(where):
         fetch_converter(where, print)
     print(where)
