@@ -18,7 +18,7 @@ from typing import Any
 from hearth.errors import ConfigError
 from hearth.types import Price
 
-ENGINES = ("llamacpp", "remote", "fake", "e5")
+ENGINES = ("llamacpp", "remote", "fake", "e5", "transformers")
 DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 
@@ -65,6 +65,8 @@ class ModelSpec:
     template_sha256: str | None = None
     # llamacpp: adapter GGUFs loaded with the model (filled in when it loads, never configured)
     loras: tuple[str, ...] = ()
+    # transformers: run Python code the model ships (auto_map in its config.json)
+    trust_remote_code: bool = False
 
 
 BUILTIN_MODELS: dict[str, ModelSpec] = {
@@ -268,6 +270,7 @@ _MODEL_KEYS = {
     "adapter",
     "adapter_scale",
     "template_sha256",
+    "trust_remote_code",
 }
 
 
@@ -295,6 +298,8 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
     }
     if "urls" in raw:
         fields["urls"] = _upstreams(name, raw["urls"])
+    if not isinstance(raw.get("trust_remote_code", False), bool):
+        raise ConfigError(f'[models."{name}"] trust_remote_code must be true or false')
     if "fallbacks" in raw:
         fallbacks = raw["fallbacks"]
         if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
@@ -325,6 +330,11 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
         fields.get("path") or fields.get("base") or (base and base.bundled)
     ):
         raise ConfigError(f'[models."{name}"] needs path = "/path/to/model.gguf"')
+    if engine == "transformers" and not fields.get("path"):
+        raise ConfigError(
+            f'[models."{name}"] needs path = "/path/to/hf-model-dir" (config.json, '
+            "*.safetensors and the tokenizer)"
+        )
     if engine == "remote" and not (fields.get("url") or fields.get("urls")):
         raise ConfigError(f'[models."{name}"] needs url = "http://host:port/v1"')
     if fields.get("urls") and engine != "remote":

@@ -22,6 +22,7 @@ ENGINE_CLASSES = {
     "llamacpp": "hearth.engines.llamacpp:LlamaCppEngine",
     "remote": "hearth.engines.remote:RemoteEngine",
     "fake": "hearth.engines.fake:FakeEngine",
+    "transformers": "hearth.engines.transformers:TransformersEngine",
     "e5": "hearth.engines.e5:E5Engine",
 }
 

@@ -1,0 +1,288 @@
+"""A Hugging Face model directory served directly with ``transformers`` (PyTorch): CPU, or
+the GPU when one is there.
+
+For the models a user has as safetensors (``snapshot_download``, ``huggingface-cli
+download``) and has not converted to GGUF yet, or whose architecture llama.cpp does not
+know. The chat template is the tokenizer's own; usage is counted with that tokenizer, so it
+is exact. Generation runs one forward pass at a time on one worker thread, with the KV
+cache kept between steps: a stream ends within one step of its client going away, stop
+sequences are matched on the decoded text (held back while they may still be starting),
+and concurrent requests take turns per token, so none waits for another to finish.
+
+Code shipped with a model (``auto_map`` in its config.json) runs only when the model's
+table says ``trust_remote_code = true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from hearth.config import ModelSpec
+from hearth.engines.base import Capabilities
+from hearth.errors import ContextLengthExceeded, EngineError, Unsupported
+from hearth.types import (
+    ChatRequest,
+    CompletionRequest,
+    Delta,
+    Embeddings,
+    GenerationParams,
+    Message,
+    TokenPiece,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+
+def remote_code(directory: Path) -> bool:
+    """The model ships Python code of its own (``auto_map`` in config.json)."""
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("auto_map"))
+
+
+class TransformersEngine:
+    capabilities = Capabilities(chat=True, max_n=1)
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.context_length = spec.context
+        self.vocab_size: int | None = None
+        # one thread runs every forward pass: PyTorch uses its own threads inside each
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"transformers-{spec.name}")
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._eos: set[int] = set()
+        self._device = "cpu"
+        self._cache_arg = "past_key_values"
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._load)
+
+    def _load(self) -> None:
+        directory = Path(self.spec.path or "")
+        if not (directory / "config.json").is_file():
+            raise EngineError(
+                f"model '{self.spec.name}': {directory} is not a Hugging Face model directory "
+                "(no config.json)"
+            )
+        custom = remote_code(directory)
+        if custom and not self.spec.trust_remote_code:
+            raise EngineError(
+                f"model '{self.spec.name}' ships its own Python code (auto_map in "
+                f"{directory / 'config.json'}); hearth runs it only if you trust it: set "
+                f'trust_remote_code = true under [models."{self.spec.name}"]'
+            )
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:
+            raise EngineError(
+                f'engine = "transformers" needs torch and transformers: pip install '
+                f"'hearth[finetune]' ({e})"
+            ) from e
+        torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
+        self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        # CPUs run float32 fastest and exactly; a GPU takes the checkpoint's own dtype
+        dtype = torch.float32 if self._device == "cpu" else "auto"
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=custom)
+            model = AutoModelForCausalLM.from_pretrained(
+                directory, dtype=dtype, trust_remote_code=custom
+            )
+        except (OSError, ValueError, KeyError) as e:
+            raise EngineError(f"transformers could not load {directory}: {e}") from e
+        self._model = model.to(self._device).eval()
+        # transformers 5 renamed the KV cache argument (past_key_values -> cache)
+        forward = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward else "past_key_values"
+        self._tokenizer = tokenizer
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            self.context_length = min(self.spec.context, positions)
+        self.vocab_size = len(tokenizer)
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        ids = eos if isinstance(eos, list) else [eos]
+        self._eos = {int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None}
+        log.info(
+            "transformers: %s on %s (%s), context %d",
+            self.spec.name,
+            self._device,
+            dtype,
+            self.context_length,
+        )
+
+    async def close(self) -> None:
+        self._model = None
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def check(self, request: ChatRequest | CompletionRequest) -> None:
+        params = request.params
+        if params.logit_bias and self.vocab_size is not None:
+            bad = [i for i in params.logit_bias if not 0 <= i < self.vocab_size]
+            if bad:
+                raise Unsupported(f"logit_bias token {bad[0]} is not in the vocabulary")
+
+    # -- tokens -------------------------------------------------------------------------
+    async def tokenize(
+        self, text: str, *, add_special: bool = False, parse_special: bool = True
+    ) -> list[TokenPiece]:
+        tok = self._tokenizer
+        ids = tok.encode(
+            text, add_special_tokens=add_special, split_special_tokens=not parse_special
+        )
+        return [TokenPiece(int(i), tok.decode([i]).encode("utf-8")) for i in ids]
+
+    async def detokenize(self, ids: list[int]) -> str:
+        return str(self._tokenizer.decode(ids))
+
+    async def render_chat(self, messages: list[Message]) -> str:
+        tok = self._tokenizer
+        if not getattr(tok, "chat_template", None):
+            raise Unsupported(
+                f"model '{self.spec.name}' has no chat template in its tokenizer config; "
+                "use /v1/completions with your own prompt"
+            )
+        rendered = tok.apply_chat_template(
+            [m.to_openai() for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return str(rendered)
+
+    async def embed(self, texts: list[str], *, query: bool = False) -> Embeddings:
+        raise Unsupported(f"model '{self.spec.name}' generates text; it serves no embeddings")
+
+    # -- generation ---------------------------------------------------------------------
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        if request.callable_tools:
+            raise Unsupported(f"model '{self.spec.name}' does not call tools", param="tools")
+        prompt = await self.render_chat(request.messages)
+        # the template writes the special tokens (BOS) itself
+        ids = self._tokenizer.encode(prompt, add_special_tokens=False)
+        async for delta in self._generate(ids, request.params):
+            yield delta
+
+    async def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
+        ids = self._tokenizer.encode(request.prompt, add_special_tokens=True)
+        if request.echo:
+            yield Delta(text=request.prompt)
+        async for delta in self._generate(ids, request.params):
+            yield delta
+
+    async def _generate(self, prompt: list[int], params: GenerationParams) -> AsyncIterator[Delta]:
+        if self._model is None:
+            raise EngineError(f"model '{self.spec.name}' is not loaded")
+        if len(prompt) >= self.context_length:
+            raise ContextLengthExceeded(len(prompt), self.context_length)
+        room = self.context_length - len(prompt)
+        limit = min(params.max_tokens, room) if params.max_tokens else room
+        stops = [s for s in params.stop if s]
+        hold = max((len(s) for s in stops), default=1) - 1
+        run = asyncio.get_running_loop().run_in_executor
+        sampler = _Sampler(self.spec, params, self._device)
+        state: Any = None
+        produced: list[int] = []
+        sent = ""  # the text already streamed: always a prefix of the decoded answer
+        finish = "length"
+        while len(produced) < limit:
+            token, state = await run(self._pool, self._step, prompt, produced, state, sampler)
+            if token in self._eos:
+                finish = "stop"
+                break
+            produced.append(token)
+            text = self._tokenizer.decode(produced, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue  # part of a character: wait for the rest of its bytes
+            safe = len(text)
+            if stops:
+                start = max(len(sent) - hold, 0)
+                found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+                if found:
+                    cut = min(found)
+                    if cut > len(sent):
+                        yield Delta(text=text[len(sent) : cut])
+                    yield Delta(finish_reason="stop")
+                    yield Delta(usage=Usage(len(prompt), len(produced)))
+                    return
+                safe -= hold  # what may be the start of a stop sequence waits
+            if safe > len(sent):
+                yield Delta(text=text[len(sent) : safe])
+                sent = text[:safe]
+        rest = self._tokenizer.decode(produced, skip_special_tokens=True)[len(sent) :]
+        if rest:
+            yield Delta(text=rest)
+        yield Delta(finish_reason=finish)
+        yield Delta(usage=Usage(len(prompt), len(produced)))
+
+    def _step(
+        self, prompt: list[int], produced: list[int], state: Any, sampler: _Sampler
+    ) -> tuple[int, Any]:
+        """One forward pass (the whole prompt first, then the last token against the
+        cache) and the next token."""
+        import torch
+
+        with torch.inference_mode():
+            if state is None:
+                ids = torch.tensor([prompt], device=self._device)
+            else:
+                ids = torch.tensor([[produced[-1]]], device=self._device)
+            out = self._model(input_ids=ids, use_cache=True, **{self._cache_arg: state})
+            logits = out.logits[0, -1].float()
+            cache = getattr(out, "cache", None) or out.past_key_values
+            return sampler.pick(logits, prompt, produced), cache
+
+
+class _Sampler:
+    """The request's sampling over one step's logits, with transformers' own processors."""
+
+    def __init__(self, spec: ModelSpec, params: GenerationParams, device: str) -> None:
+        import torch
+
+        defaults = spec.sampling
+        temperature = params.temperature
+        self.temperature = float(
+            temperature if temperature is not None else defaults.get("temperature", 1.0)
+        )
+        top_p = params.top_p if params.top_p is not None else defaults.get("top_p", 1.0)
+        self.top_p = float(top_p)
+        repeat = params.repeat_penalty or defaults.get("repeat_penalty")
+        self.repeat = float(repeat) if repeat and repeat != 1.0 else None
+        self.presence = params.presence_penalty or 0.0
+        self.frequency = params.frequency_penalty or 0.0
+        self.bias = params.logit_bias or {}
+        self.generator = torch.Generator(device=device)
+        if params.seed is not None:
+            self.generator.manual_seed(params.seed)
+        else:
+            self.generator.seed()
+
+    def pick(self, logits: Any, prompt: list[int], produced: list[int]) -> int:
+        import torch
+        from transformers import RepetitionPenaltyLogitsProcessor, TopPLogitsWarper
+
+        for token, bias in self.bias.items():
+            logits[token] += bias
+        if produced and (self.presence or self.frequency):
+            seen = torch.tensor(produced, device=logits.device)
+            counts = torch.bincount(seen, minlength=logits.shape[0]).to(logits.dtype)
+            logits -= self.frequency * counts + self.presence * (counts > 0).to(logits.dtype)
+        if self.repeat:
+            history = torch.tensor([prompt + produced], device=logits.device)
+            logits = RepetitionPenaltyLogitsProcessor(self.repeat)(history, logits[None])[0]
+        if self.temperature <= 0:
+            return int(torch.argmax(logits))
+        scores = logits[None] / self.temperature
+        if self.top_p < 1.0:
+            scores = TopPLogitsWarper(self.top_p)(None, scores)
+        probs = torch.softmax(scores[0], -1)
+        return int(torch.multinomial(probs, 1, generator=self.generator))
