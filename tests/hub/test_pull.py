@@ -223,3 +223,33 @@ def test_select_is_a_case_insensitive_glob() -> None:
     assert [f.path for f in hub_pull.select(files, ["*q4_k_m*"])] == ["A-Q4_K_M.gguf"]
     assert len(hub_pull.select(files, ["*.gguf", "*.md"])) == 3
     assert len(hub_pull.select(files, [])) == 3
+
+
+def test_a_safetensors_repository_is_registered_for_transformers(
+    fake_hub: FakeHub, home_settings: Settings
+) -> None:
+    from hearth.config import load_settings
+    from hearth.hub.local import registered_models
+
+    fake_hub.repos["acme/Tiny-Chat-7B"] = {
+        "config.json": HubFile(
+            b'{"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 32768}',
+            lfs=False,
+        ),
+        "model.safetensors": HubFile(os.urandom(2048)),
+        "tokenizer.json": HubFile(b"{}", lfs=False),
+    }
+    result = hub_pull.pull(home_settings, "acme/Tiny-Chat-7B")
+    assert list(result.registered) == ["tiny-chat-7b"]
+    table = registered_models(home_settings.home)["tiny-chat-7b"]
+    assert table["engine"] == "transformers"
+    assert table["path"] == "models/hf/acme--Tiny-Chat-7B/main"
+    assert table["context"] == 4096  # capped like a GGUF's, not the model's 32768
+    spec = load_settings(home=home_settings.home, env={}).models["tiny-chat-7b"]
+    assert spec.engine == "transformers" and Path(spec.path or "").is_dir()
+
+
+def test_a_repository_with_neither_gguf_nor_weights_registers_nothing(
+    fake_hub: FakeHub, repo: dict[str, HubFile], home_settings: Settings
+) -> None:
+    assert hub_pull.pull(home_settings, REPO).registered == {}

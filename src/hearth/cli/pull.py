@@ -93,10 +93,19 @@ def pull(
             how = "downloaded, verified"
         console.print(f"  ✓ {done.file.path} ({decimal(done.path.stat().st_size)}): {how}")
     console.print(f"Files are in {plan.directory}")
-    for name in result.registered:
+    for name, path in result.registered.items():
         console.print(
             f"Registered [bold]{name}[/] in {settings.home / MODELS_FILE}; serve it with "
             f"`hearth serve --model {name}`"
         )
+        if path.is_dir():
+            console.print(
+                f"  It is served with transformers (PyTorch), which is slow on a CPU. For "
+                f"llama.cpp's speed convert it: `hearth models convert {plan.repo} --type "
+                "q8_0` (or f16), then serve the name it prints."
+            )
     if not result.registered:
-        console.print("No GGUF model among these files, so nothing new to serve was registered.")
+        console.print(
+            "No GGUF file and no Hugging Face model directory (config.json and *.safetensors) "
+            "among these files, so nothing new to serve was registered."
+        )

@@ -111,6 +111,43 @@ def _save(home: Path, models: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
+def register_hf_directory(
+    home: Path,
+    repo: str,
+    directory: Path,
+    *,
+    source: str,
+    revision: str,
+    max_context: int = DEFAULT_MAX_CONTEXT,
+) -> str | None:
+    """Register a downloaded Hugging Face model directory (config.json and safetensors
+    weights) as a ``transformers`` model; returns its name, or None when it is not one."""
+    if not (directory / "config.json").is_file() or not any(directory.glob("*.safetensors")):
+        return None
+    name = repo.rsplit("/", 1)[-1].lower()
+    try:
+        stored = directory.resolve().relative_to(home.resolve()).as_posix()
+    except ValueError:
+        stored = str(directory.resolve())
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except ValueError:
+        config = {}
+    positions = config.get("max_position_embeddings")
+    context = min(positions, max_context) if isinstance(positions, int) else max_context
+    register(
+        home,
+        name,
+        {
+            "engine": "transformers",
+            "path": stored,
+            "context": context,
+            "description": f"{repo} (safetensors) from {source}@{revision}, with transformers",
+        },
+    )
+    return name
+
+
 def register_gguf(
     home: Path,
     repo: str,

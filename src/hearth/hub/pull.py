@@ -172,6 +172,18 @@ def download(
             )
             if name:
                 registered[name] = done.path
+    if not registered:
+        # no GGUF: a Hugging Face layout (safetensors) is served with transformers
+        name = local.register_hf_directory(
+            settings.home,
+            plan.repo,
+            plan.directory,
+            source=plan.source,
+            revision=pinned,
+            max_context=max_context,
+        )
+        if name:
+            registered[name] = plan.directory
     return PullResult(plan, fetched, registered)
 
 
