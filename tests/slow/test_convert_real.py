@@ -38,29 +38,6 @@ MESSAGES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled GGUF as transformers reads it, saved in Hugging Face layout."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)
-    gguf = bundled.ensure(SMOL, tmp_path_factory.mktemp("bundled"))
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # the dequantised weights are plain tensors now
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict())
-    out = tmp_path_factory.mktemp("SmolLM2-135M-Instruct")
-    plain.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def _hearth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HEARTH_HOME": str(home), "HEARTH_CONVERTER_DIR": str(CONVERTER)}
     return subprocess.run(
@@ -70,10 +47,10 @@ def _hearth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def converted(hf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def converted(smol_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     assert ready(CONVERTER), "make test prepares llama.cpp's converter in .cache/"
     home = tmp_path_factory.mktemp("home")
-    done = _hearth(home, "models", "convert", str(hf_dir), "--name", "smol-f16")
+    done = _hearth(home, "models", "convert", str(smol_hf), "--name", "smol-f16")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "llama, 135M parameters, f16" in done.stdout, done.stdout
     assert "Registered smol-f16" in done.stdout
@@ -167,13 +144,13 @@ def _gap(a: list[dict[str, float]], b: list[dict[str, float]]) -> tuple[float, i
     ],
 )
 def test_top_logprobs_match_the_weights_it_was_made_from(
-    converted: LiveServer, hf_dir: Path, prompt: str, least: int
+    converted: LiveServer, smol_hf: Path, prompt: str, least: int
 ) -> None:
     import torch
 
     torch.set_num_threads(1)
     client = openai.OpenAI(base_url=converted.base_url, api_key="x", max_retries=0)
-    reference = _reference(hf_dir, prompt)
+    reference = _reference(smol_hf, prompt)
     mine = _served(client, "smol-f16", prompt)
     worst, compared = _gap(reference, mine)
     # for the record: the original Q4_1 file, whose matrix products llama.cpp runs on
@@ -183,7 +160,7 @@ def test_top_logprobs_match_the_weights_it_was_made_from(
     assert compared >= least and worst <= TOLERANCE, (worst, reference[:2], mine[:2])
 
 
-def test_bad_sources_are_clear_errors(tmp_path: Path, hf_dir: Path) -> None:
+def test_bad_sources_are_clear_errors(tmp_path: Path, smol_hf: Path) -> None:
     home = tmp_path / "home"
     cases: dict[str, tuple[Path | str, str]] = {}
     empty = tmp_path / "empty"
@@ -202,7 +179,7 @@ def test_bad_sources_are_clear_errors(tmp_path: Path, hf_dir: Path) -> None:
         said = " ".join((done.stdout + done.stderr).split())
         assert message in said, (what, said)
         assert "Traceback" not in done.stderr, what
-    done = _hearth(home, "models", "convert", str(hf_dir), "--type", "q4_k_m")
+    done = _hearth(home, "models", "convert", str(smol_hf), "--type", "q4_k_m")
     assert done.returncode != 0 and "hearth[quantize]" in " ".join(
         (done.stdout + done.stderr).split()
     )
@@ -210,14 +187,14 @@ def test_bad_sources_are_clear_errors(tmp_path: Path, hf_dir: Path) -> None:
     assert not list((home / "models").glob("**/*.gguf*"))
 
 
-def test_an_interrupted_conversion_leaves_nothing(tmp_path: Path, hf_dir: Path) -> None:
+def test_an_interrupted_conversion_leaves_nothing(tmp_path: Path, smol_hf: Path) -> None:
     import signal
     import time
 
     home = tmp_path / "home"
     env = {**os.environ, "HEARTH_HOME": str(home), "HEARTH_CONVERTER_DIR": str(CONVERTER)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hearth", "models", "convert", str(hf_dir), "--name", "cut"],
+        [sys.executable, "-m", "hearth", "models", "convert", str(smol_hf), "--name", "cut"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     part = home / "models" / "converted" / "cut.gguf.part"
