@@ -372,6 +372,26 @@ def _facts(path: Path) -> dict[str, Any]:
     }
 
 
+def gguf_to_hf(gguf: Path, out: Path) -> Path:
+    """The reverse, for checks and benchmarks: a GGUF as transformers reads it (dequantised
+    to float32) saved in Hugging Face layout (config.json, model.safetensors, tokenizer)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the dequantised weights are plain tensors now
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 if __name__ == "__main__":  # prepare a converter directory ahead: python -m hearth.hub.convert DIR
     if len(sys.argv) != 2:
         sys.exit("usage: python -m hearth.hub.convert DIR")
