@@ -40,7 +40,7 @@ def convert(
         "-t",
         help="f16 (default; lossless for f16/bf16 checkpoints), bf16, q8_0 (half of f16, "
         "near-lossless), q4_k_m (a quarter, what most GGUF repos serve; needs "
-        "hearth[quantize]), f32.",
+        "hearth\\[quantize]), f32.",
     ),
 ) -> None:
     """Convert a safetensors model to GGUF with llama.cpp's own converter and register it.
