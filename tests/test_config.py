@@ -42,6 +42,11 @@ def test_environment_overrides(tmp_path: Path) -> None:
         ('[models.x]\nengine = "warp"\n', "engine must be one of"),
         ('[models.x]\nengine = "llamacpp"\n', "needs path"),
         ('[models.x]\nengine = "remote"\n', "needs url"),
+        ('[models.x]\nengine = "transformers"\n', "needs path = .*hf-model-dir"),
+        (
+            '[models.x]\nengine = "transformers"\npath = "m"\ntrust_remote_code = "yes"\n',
+            "trust_remote_code must be true or false",
+        ),
         ('[models.x]\nengine = "fake"\ncolour = "red"\n', "unknown keys"),
     ],
 )
