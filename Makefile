@@ -53,6 +53,14 @@ CONVERTER := .cache/llama.cpp-convert
 $(CONVERTER)/.complete: $(STAMP) src/hearth/hub/convert.py
 	$(BIN)/python -m hearth.hub.convert $(CONVERTER)
 
+# llama.cpp's quantizer for the q4_k_m test: llama-cpp-python built once (~6-11 minutes)
+# into its own directory, put on PYTHONPATH by that test only (users get it with the
+# `quantize` extra).
+QUANTIZER := .cache/llama-cpp-python
+$(QUANTIZER)/.installed: $(STAMP)
+	$(BIN)/pip install -q --no-deps --target $(QUANTIZER) 'llama-cpp-python==0.3.36' diskcache
+	touch $@
+
 serve: $(STAMP)
 	$(BIN)/hearth serve --port $(PORT)
 
@@ -65,7 +73,8 @@ lint: $(STAMP)
 test-fast: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM)
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM) $(CONVERTER)/.complete
+test-slow: $(STAMP) $(FINETUNE) $(LEGACY)/.installed $(SYSTEM) $(CONVERTER)/.complete \
+		$(QUANTIZER)/.installed
 	$(BIN)/pytest -q -m slow
 
 test: lint test-fast test-slow

@@ -209,3 +209,45 @@ def test_an_interrupted_conversion_leaves_nothing(tmp_path: Path, smol_hf: Path)
     assert "nothing was registered" in err.decode()
     assert not registered_models(home)
     assert not list((home / "models").glob("**/*.gguf*"))
+
+
+QUANTIZER = CONVERTER.parent / "llama-cpp-python"
+
+
+def test_q4_k_m_with_the_quantize_extra(tmp_path: Path, smol_hf: Path) -> None:
+    """With llama-cpp-python importable (the `quantize` extra; make test builds it into
+    .cache/), q4_k_m is llama.cpp's own quantisation of the f16 conversion."""
+    assert (QUANTIZER / "llama_cpp").is_dir(), "make test builds llama-cpp-python in .cache/"
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "HEARTH_HOME": str(home),
+        "HEARTH_CONVERTER_DIR": str(CONVERTER),
+        "PYTHONPATH": str(QUANTIZER),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hearth", "models", "convert", str(smol_hf), "--type", "q4_k_m",
+         "--name", "smol-q4"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = home / "models" / "converted" / "smol-q4.gguf"
+    reader = GGUFReader(out)
+    file_type = reader.fields["general.file_type"]
+    assert int(file_type.parts[file_type.data[0]][0]) == 15  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    # a quarter of f16's bytes and more (SmolLM2's 576-wide rows fall back to other types)
+    assert out.stat().st_size < 0.45 * 2 * 135e6
+    assert not list(out.parent.glob("*.part"))
+    settings = make_settings(home, "").with_served(["smol-q4"])
+    with serve(settings) as live:
+        client = openai.OpenAI(base_url=live.base_url, api_key="x", max_retries=0)
+        prompt = "The three primary colours are"
+        reference = _reference(smol_hf, prompt)
+        mine = _served(client, "smol-q4", prompt)
+        worst, compared = _gap(reference, mine)
+        print(f"q4_k_m: {compared} compared, gap {worst:.4f}")
+        # a 4-bit model follows the same weights' first choice, if not every probability
+        assert max(mine[0], key=mine[0].__getitem__) == max(
+            reference[0], key=reference[0].__getitem__
+        )
+        assert compared >= 5 and worst < 1.0, (worst, reference[:2], mine[:2])
