@@ -346,6 +346,12 @@ def _quantizer() -> Any:
 
 def _quantize(src: Path, dst: Path) -> None:
     llama_cpp = _quantizer()
+    try:  # llama.cpp logs every tensor it quantises; keep its errors only
+        from llama_cpp import _logger  # type: ignore[import-not-found, unused-ignore]
+
+        _logger.set_verbose(False)
+    except (ImportError, AttributeError):
+        pass
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M
     params.nthread = os.cpu_count() or 1
