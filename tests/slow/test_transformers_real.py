@@ -160,3 +160,25 @@ def test_model_code_runs_only_when_trusted(smol_hf: Path, tmp_path: Path) -> Non
     with pytest.raises(Exception) as caught:
         asyncio.run(TransformersEngine(replace(spec, trust_remote_code=True)).start())
     assert "trust_remote_code" not in str(caught.value)
+
+
+def test_requests_batched_together_answer_as_alone(client: openai.OpenAI) -> None:
+    """Requests arriving together share a left-padded batch: greedy answers are the
+    same as each one's alone, whatever the other prompts' lengths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = ["Why is the sky blue?", "Write a haiku about rain.", "Name three fruits."]
+
+    def ask(question: str) -> str:
+        done = client.chat.completions.create(
+            model="smol-hf",
+            messages=[{"role": "user", "content": question}],
+            max_tokens=24,
+            temperature=0,
+        )
+        return done.choices[0].message.content or ""
+
+    alone = [ask(q) for q in prompts]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        together = list(pool.map(ask, prompts))
+    assert together == alone

@@ -16,10 +16,13 @@ table says ``trust_remote_code = true``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,8 +61,10 @@ class TransformersEngine:
         self.spec = spec
         self.context_length = spec.context
         self.vocab_size: int | None = None
-        # one thread runs every forward pass: PyTorch uses its own threads inside each
+        # loading runs here; generation on the batcher's thread (PyTorch threads inside)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"transformers-{spec.name}")
+        self._batcher = _Batcher(self)
+        self._pad = 0
         self._model: Any = None
         self._tokenizer: Any = None
         self._eos: set[int] = set()
@@ -115,6 +120,8 @@ class TransformersEngine:
         eos = getattr(model.generation_config, "eos_token_id", None)
         ids = eos if isinstance(eos, list) else [eos]
         self._eos = {int(i) for i in [*ids, tokenizer.eos_token_id] if i is not None}
+        pad = tokenizer.pad_token_id
+        self._pad = int(pad) if pad is not None else min(self._eos, default=0)
         log.info(
             "transformers: %s on %s (%s), context %d",
             self.spec.name,
@@ -124,6 +131,7 @@ class TransformersEngine:
         )
 
     async def close(self) -> None:
+        self._batcher.close()
         self._model = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -188,58 +196,207 @@ class TransformersEngine:
         limit = min(params.max_tokens, room) if params.max_tokens else room
         stops = [s for s in params.stop if s]
         hold = max((len(s) for s in stops), default=1) - 1
-        run = asyncio.get_running_loop().run_in_executor
-        sampler = _Sampler(self.spec, params, self._device)
-        state: Any = None
+        seq = _Seq(prompt, _Sampler(self.spec, params, self._device), limit, self._eos)
+        self._batcher.submit(seq)
         produced: list[int] = []
         sent = ""  # the text already streamed: always a prefix of the decoded answer
-        finish = "length"
-        while len(produced) < limit:
-            token, state = await run(self._pool, self._step, prompt, produced, state, sampler)
-            if token in self._eos:
-                finish = "stop"
-                break
-            produced.append(token)
-            text = self._tokenizer.decode(produced, skip_special_tokens=True)
-            if text.endswith("\ufffd"):
-                continue  # part of a character: wait for the rest of its bytes
-            safe = len(text)
-            if stops:
-                start = max(len(sent) - hold, 0)
-                found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
-                if found:
-                    cut = min(found)
-                    if cut > len(sent):
-                        yield Delta(text=text[len(sent) : cut])
-                    yield Delta(finish_reason="stop")
-                    yield Delta(usage=Usage(len(prompt), len(produced)))
-                    return
-                safe -= hold  # what may be the start of a stop sequence waits
-            if safe > len(sent):
-                yield Delta(text=text[len(sent) : safe])
-                sent = text[:safe]
+        try:
+            while True:
+                item = await seq.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, str):
+                    finish = item  # the end: "stop" (end of sequence) or "length"
+                    break
+                produced.append(item)
+                text = self._tokenizer.decode(produced, skip_special_tokens=True)
+                if text.endswith("\ufffd"):
+                    continue  # part of a character: wait for the rest of its bytes
+                safe = len(text)
+                if stops:
+                    start = max(len(sent) - hold, 0)
+                    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+                    if found:
+                        cut = min(found)
+                        if cut > len(sent):
+                            yield Delta(text=text[len(sent) : cut])
+                        yield Delta(finish_reason="stop")
+                        yield Delta(usage=Usage(len(prompt), len(produced)))
+                        return
+                    safe -= hold  # what may be the start of a stop sequence waits
+                if safe > len(sent):
+                    yield Delta(text=text[len(sent) : safe])
+                    sent = text[:safe]
+        finally:
+            seq.cancelled = True  # finished, stopped or abandoned: the batch drops it
         rest = self._tokenizer.decode(produced, skip_special_tokens=True)[len(sent) :]
         if rest:
             yield Delta(text=rest)
         yield Delta(finish_reason=finish)
         yield Delta(usage=Usage(len(prompt), len(produced)))
 
-    def _step(
-        self, prompt: list[int], produced: list[int], state: Any, sampler: _Sampler
-    ) -> tuple[int, Any]:
-        """One forward pass (the whole prompt first, then the last token against the
-        cache) and the next token."""
+
+class _Seq:
+    """One generation as the batcher sees it: its prompt and sampling, and the queue its
+    tokens go to (then a finish reason, or the exception that ended it)."""
+
+    def __init__(self, prompt: list[int], sampler: _Sampler, limit: int, eos: set[int]) -> None:
+        self.prompt = prompt
+        self.sampler = sampler
+        self.limit = limit
+        self.eos = eos
+        self.produced: list[int] = []
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[int | str | BaseException] = asyncio.Queue()
+        self.cancelled = False  # set by the consumer: stop computing for it
+        self.done = False
+
+    def send(self, item: int | str | BaseException) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def take(self, token: int) -> None:
+        """The token sampled for it (or its end)."""
+        if token in self.eos:
+            self.finish("stop")
+            return
+        self.produced.append(token)
+        self.send(token)
+        if len(self.produced) >= self.limit:
+            self.finish("length")
+
+    def finish(self, reason: str | BaseException) -> None:
+        if not self.done:
+            self.done = True
+            with contextlib.suppress(RuntimeError):  # its loop is gone: nobody waits
+                self.send(reason)
+
+
+GATHER_S = 0.02  # how long the first request of an idle model waits for company
+
+
+class _Batcher:
+    """Batched generation on one thread, as transformers allows it: requests that arrive
+    together are prefilled together as one left-padded batch with one KV cache, and step
+    together (one forward pass for the batch per token); batches that started at different
+    times take turns, one step each. A finished or abandoned request's row is only masked
+    out, its batch keeps going while any row is live."""
+
+    def __init__(self, engine: TransformersEngine) -> None:
+        self.engine = engine
+        self._pending: list[_Seq] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, seq: _Seq) -> None:
+        with self._cond:
+            if self._closed:
+                raise EngineError(f"model '{self.engine.spec.name}' is closed")
+            self._pending.append(seq)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"transformers-{self.engine.spec.name}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _run(self) -> None:
         import torch
 
-        with torch.inference_mode():
-            if state is None:
-                ids = torch.tensor([prompt], device=self._device)
-            else:
-                ids = torch.tensor([[produced[-1]]], device=self._device)
-            out = self._model(input_ids=ids, use_cache=True, **{self._cache_arg: state})
-            logits = out.logits[0, -1].float()
-            cache = getattr(out, "cache", None) or out.past_key_values
-            return sampler.pick(logits, prompt, produced), cache
+        batches: list[dict[str, Any]] = []
+        while True:
+            with self._cond:
+                while not self._pending and not batches and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    for seq in self._pending + [s for b in batches for s in b["seqs"]]:
+                        seq.finish(EngineError(f"model '{self.engine.spec.name}' was unloaded"))
+                    return
+                if self._pending and not batches:
+                    # requests sent together arrive a few ms apart: let them share a batch
+                    until = time.monotonic() + GATHER_S
+                    while (left := until - time.monotonic()) > 0 and not self._closed:
+                        self._cond.wait(left)
+                new, self._pending = self._pending, []
+            with torch.inference_mode():
+                live = [s for s in new if not s.cancelled]
+                if live:
+                    batch = self._guard(live, self._prefill)
+                    if batch is not None:
+                        batches.append(batch)
+                for batch in list(batches):
+                    seqs = batch["seqs"]
+                    over = all(s.done or s.cancelled for s in seqs)
+                    if over or self._guard(seqs, lambda _, b=batch: self._step(b)) is None:
+                        batches.remove(batch)
+
+    def _guard(self, seqs: list[_Seq], work: Any) -> Any:
+        try:
+            return work(seqs) or True
+        except Exception as e:
+            log.exception("transformers generation failed")
+            for seq in seqs:
+                seq.finish(EngineError(f"model '{self.engine.spec.name}' failed: {e}"))
+            return None
+
+    def _prefill(self, seqs: list[_Seq]) -> dict[str, Any]:
+        import torch
+
+        engine = self.engine
+        device = engine._device
+        width = max(len(s.prompt) for s in seqs)
+        pad = engine._pad
+        ids = torch.tensor(
+            [[pad] * (width - len(s.prompt)) + s.prompt for s in seqs], device=device
+        )
+        mask = torch.tensor(
+            [[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in seqs], device=device
+        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = engine._model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+        )
+        batch = {
+            "seqs": seqs,
+            "cache": getattr(out, "cache", None) or out.past_key_values,
+            "mask": mask,
+            "next": positions[:, -1] + 1,
+        }
+        self._sample(seqs, out.logits[:, -1].float())
+        return batch
+
+    def _step(self, batch: dict[str, Any]) -> None:
+        import torch
+
+        engine = self.engine
+        seqs: list[_Seq] = batch["seqs"]
+        last = [s.produced[-1] if s.produced and not s.done else engine._pad for s in seqs]
+        ids = torch.tensor([[t] for t in last], device=engine._device)
+        mask = torch.cat([batch["mask"], torch.ones_like(batch["mask"][:, :1])], dim=-1)
+        out = engine._model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=batch["next"][:, None],
+            use_cache=True,
+            **{engine._cache_arg: batch["cache"]},
+        )
+        batch["cache"] = getattr(out, "cache", None) or out.past_key_values
+        batch["mask"] = mask
+        batch["next"] = batch["next"] + 1
+        self._sample(seqs, out.logits[:, -1].float())
+
+    @staticmethod
+    def _sample(seqs: list[_Seq], logits: Any) -> None:
+        for row, seq in enumerate(seqs):
+            if seq.cancelled:
+                seq.done = True
+            if not seq.done:
+                seq.take(seq.sampler.pick(logits[row], seq.prompt, seq.produced))
 
 
 class _Sampler:
