@@ -4,10 +4,10 @@ the GPU when one is there.
 For the models a user has as safetensors (``snapshot_download``, ``huggingface-cli
 download``) and has not converted to GGUF yet, or whose architecture llama.cpp does not
 know. The chat template is the tokenizer's own; usage is counted with that tokenizer, so it
-is exact. Generation runs one forward pass at a time on one worker thread, with the KV
-cache kept between steps: a stream ends within one step of its client going away, stop
-sequences are matched on the decoded text (held back while they may still be starting),
-and concurrent requests take turns per token, so none waits for another to finish.
+is exact. Generation runs on one thread (PyTorch's own threads inside each forward pass),
+with the KV cache kept between steps: requests that arrive together are batched (see
+:class:`_Batcher`), a stream ends within one step of its client going away, and stop
+sequences are matched on the decoded text (held back while they may still be starting).
 
 Code shipped with a model (``auto_map`` in its config.json) runs only when the model's
 table says ``trust_remote_code = true``.
