@@ -32,7 +32,7 @@ FINETUNE := $(VENV)/.finetune
 TORCH ?= torch==2.13.0
 $(FINETUNE): $(STAMP)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[finetune]'
+	$(BIN)/pip install -q -e '.[finetune,transformers]'
 	touch $@
 
 # System packages the tests use: bubblewrap (the python tool's strongest sandbox), Chromium

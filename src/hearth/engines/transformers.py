@@ -95,7 +95,7 @@ class TransformersEngine:
         except ImportError as e:
             raise EngineError(
                 f'engine = "transformers" needs torch and transformers: pip install '
-                f"'hearth[finetune]' ({e})"
+                f"'hearth[transformers]' ({e})"
             ) from e
         torch.set_num_threads(self.spec.threads or os.cpu_count() or 1)
         self._device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -224,6 +224,7 @@ def convert(
         _quantizer()  # fail before the long part, not after it
     models_dir = models_dir or home / "models"
     directory = resolve(models_dir, source)
+    _check_libraries(directory)
     converter = ensure_converter(home, say)
     src = inspect_source(directory, converter)
     name = name or default_name(directory, kind)
@@ -272,6 +273,21 @@ def convert(
         type=kind,
         chat_template=facts["chat_template"],
     )
+
+
+def _check_libraries(directory: Path) -> None:
+    """What llama.cpp's converter imports, present in this Python (it runs on it)."""
+    import importlib.util
+
+    needed = ["torch", "transformers", "numpy"]
+    if (directory / "tokenizer.model").is_file():
+        needed += ["sentencepiece", "google.protobuf"]
+    missing = [m for m in needed if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing:
+        raise UserError(
+            f"llama.cpp's converter needs {', '.join(missing)} in this Python: "
+            "pip install 'hearth[transformers]'"
+        )
 
 
 _TENSOR_LINE = re.compile(r"^INFO:hf-to-gguf:\S+,\s+torch\.\w+ --> \w+, shape")
