@@ -197,6 +197,7 @@ def sync(settings: Settings) -> list[str]:
         if shared is None:
             return changed
         rows = shared.all()
+        registered = registered_models(home)
         for name, row in rows.items():
             directory = adapter_dir(home, name)
             gguf = directory / "adapter.gguf"
@@ -204,14 +205,20 @@ def sync(settings: Settings) -> list[str]:
                 if _remove_local(home, name):
                     changed.append(name)
                 continue
+            if name in registered and gguf.is_file() and _sha256(gguf) == row.sha256:
+                # the same file: only its manifest may have changed (an evaluation), and
+                # the adapter's bytes need not cross the network again
+                manifest = shared.manifest(name)
+                if (
+                    manifest is not None
+                    and (directory / MANIFEST).read_text(encoding="utf-8") != manifest
+                ):
+                    (directory / MANIFEST).write_text(manifest, encoding="utf-8")
+                continue
             got = shared.get(name)
             if got is None:
                 continue
             manifest, model, data = got
-            if gguf.is_file() and _sha256(gguf) == row.sha256 and name in registered_models(home):
-                if (directory / MANIFEST).read_text(encoding="utf-8") != manifest:
-                    (directory / MANIFEST).write_text(manifest, encoding="utf-8")
-                continue
             table = json.loads(model)
             if table.get("base") not in settings.models:
                 log.warning(

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from hearth.errors import UserError
-from hearth.hub.local import DEFAULT_MAX_CONTEXT, gguf_context, register
+from hearth.hub.gguf_info import read_gguf
+from hearth.hub.local import DEFAULT_MAX_CONTEXT, gguf_context, register, stored_path
 
 LLAMA_CPP_PYTHON = "0.3.36"
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
@@ -248,17 +249,13 @@ def convert(
         for leftover in (part, f16_part):
             leftover.unlink(missing_ok=True)
     seconds = time.monotonic() - start
-    facts = _facts(final)
-    try:
-        stored = final.resolve().relative_to(home.resolve()).as_posix()
-    except ValueError:
-        stored = str(final.resolve())
+    facts = read_gguf(final)
     register(
         home,
         name,
         {
             "engine": "llamacpp",
-            "path": stored,
+            "path": stored_path(home, final),
             "context": gguf_context(final, max_context),
             "description": f"{src.architecture} converted to {kind} from {directory}",
         },
@@ -266,12 +263,12 @@ def convert(
     return Converted(
         name=name,
         path=final,
-        architecture=facts["architecture"] or src.architecture,
-        parameters=facts["parameters"],
+        architecture=facts.architecture or src.architecture,
+        parameters=facts.params,
         bytes=final.stat().st_size,
         seconds=seconds,
         type=kind,
-        chat_template=facts["chat_template"],
+        chat_template=bool(facts.chat_template),
     )
 
 
@@ -376,22 +373,6 @@ def _quantize(src: Path, dst: Path) -> None:
     )
     if code != 0 or not dst.is_file():
         raise UserError(f"llama.cpp could not quantise {src.name} to q4_k_m (code {code})")
-
-
-def _facts(path: Path) -> dict[str, Any]:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    arch_field = reader.fields.get("general.architecture")
-    arch = ""
-    if arch_field is not None:
-        arch = bytes(arch_field.parts[arch_field.data[0]]).decode("utf-8", "replace")
-    parameters = sum(int(t.n_elements) for t in reader.tensors)
-    return {
-        "architecture": arch,
-        "parameters": parameters,
-        "chat_template": "tokenizer.chat_template" in reader.fields,
-    }
 
 
 def gguf_to_hf(gguf: Path, out: Path) -> Path:

@@ -111,6 +111,15 @@ def _save(home: Path, models: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
+def stored_path(home: Path, path: Path) -> str:
+    """``path`` as models.toml keeps it: relative to the home when inside it, so the home
+    can move; absolute otherwise."""
+    try:
+        return path.resolve().relative_to(home.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
 def register_hf_directory(
     home: Path,
     repo: str,
@@ -126,10 +135,6 @@ def register_hf_directory(
         return None
     name = repo.rsplit("/", 1)[-1].lower()
     try:
-        stored = directory.resolve().relative_to(home.resolve()).as_posix()
-    except ValueError:
-        stored = str(directory.resolve())
-    try:
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except ValueError:
         config = {}
@@ -140,7 +145,7 @@ def register_hf_directory(
         name,
         {
             "engine": "transformers",
-            "path": stored,
+            "path": stored_path(home, directory),
             "context": context,
             "description": f"{repo} (safetensors) from {source}@{revision}, with transformers",
         },
@@ -162,16 +167,12 @@ def register_gguf(
     name = model_name(repo, repo_path)
     if name is None:
         return None
-    try:
-        stored = file.resolve().relative_to(home.resolve()).as_posix()
-    except ValueError:
-        stored = str(file.resolve())
     register(
         home,
         name,
         {
             "engine": "llamacpp",
-            "path": stored,
+            "path": stored_path(home, file),
             "context": gguf_context(file, max_context),
             "description": f"{repo_path} from {source}:{repo}@{revision}",
         },

@@ -134,9 +134,7 @@ async def complete(
         step=run[1] if run else None,
     )
     check_request(runner, request)
-    request.whole = True
-    if app is not None:
-        app.request.whole = True
+    _consumed_whole(request, app, True)
     await call.reserve(lambda: worst_case(runner.engine, request), request.params)
     renderer = Renderer(kind="chat", id=call.id, created=int(time.time()), model=call.model)
     fallbacks = list(runner.spec.fallbacks)
@@ -256,9 +254,7 @@ async def begin(
             step=run[1] if run else None,
         )
         call.count_parts()
-        request.whole = not stream
-        if app is not None:
-            app.request.whole = not stream
+        _consumed_whole(request, app, not stream)
         await call.reserve(lambda: worst_case(runner.engine, request), request.params)
         renderer = Renderer(
             kind=kind,
@@ -305,6 +301,16 @@ async def begin(
         if memory is not None:
             memory.release()
         raise
+
+
+def _consumed_whole(
+    request: ChatRequest | CompletionRequest, app: AppCall | None, whole: bool
+) -> None:
+    """Tell the engine whether anyone sees the answer before its end (the request, and an
+    app's prepared request, which is what its engine gets)."""
+    request.whole = whole
+    if app is not None:
+        app.request.whole = whole
 
 
 async def _fall_back(

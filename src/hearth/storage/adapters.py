@@ -34,6 +34,13 @@ class SharedAdapters:
             for r in rows
         }
 
+    def manifest(self, name: str) -> str | None:
+        """The manifest alone (JSON), without the adapter's bytes."""
+        rows = self.db.query(
+            "SELECT manifest FROM adapters WHERE name = ? AND deleted = 0", (name,)
+        )
+        return str(rows[0]["manifest"]) if rows else None
+
     def get(self, name: str) -> tuple[str, str, bytes] | None:
         """The manifest (JSON), the models.toml table (JSON) and the adapter's bytes."""
         rows = self.db.query(
