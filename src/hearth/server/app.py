@@ -12,6 +12,7 @@ from hearth import web
 from hearth.config import Settings
 from hearth.engines.registry import ModelRegistry
 from hearth.server import errors, openapi
+from hearth.server.fastpath import FastGeneration
 from hearth.server.limits import BodyLimit
 from hearth.server.metrics import Metrics
 from hearth.server.routes import (
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
         app.include_router(module.router)
     app.include_router(web.router)
     app.mount("/static", web.static, name="static")
+    app.add_middleware(FastGeneration)  # inside the body limit, which counts what it reads
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
     )

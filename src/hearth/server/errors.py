@@ -40,6 +40,13 @@ def hearth_error_response(exc: HearthError) -> JSONResponse:
     )
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
+    return JSONResponse(error_body(str(exc.detail), "invalid_request_error", code), exc.status_code)
+
+
 def internal_error(exc: BaseException) -> JSONResponse:
     error_id = "err-" + uuid.uuid4().hex[:12]
     log.error("internal error %s: %r", error_id, exc, exc_info=exc)
@@ -102,12 +109,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-            exc.status_code, "http_error"
-        )
-        return JSONResponse(
-            error_body(str(exc.detail), "invalid_request_error", code), exc.status_code
-        )
+        return http_error_response(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -22,7 +22,7 @@ async def chat_completions(
 ) -> JSONResponse | StreamingResponse | Response:
     # services read here, not as a dependency: each one FastAPI solves costs the hottest
     # route ~5% of its CPU
-    return await _generate(body, http, http.app.state.services, caller)
+    return await handle(body, http, http.app.state.services, caller)
 
 
 @router.post("/v1/completions", response_model=None, responses=RESPONSES)
@@ -31,12 +31,14 @@ async def completions(
     http: Request,
     caller: Caller = Depends(authenticate),
 ) -> JSONResponse | StreamingResponse | Response:
-    return await _generate(body, http, http.app.state.services, caller)
+    return await handle(body, http, http.app.state.services, caller)
 
 
-async def _generate(
+async def handle(
     body: ChatCompletionBody | CompletionBody, http: Request, svc: Services, caller: Caller
 ) -> JSONResponse | StreamingResponse | Response:
+    """A chat or text completion for an authenticated caller (also served by
+    :mod:`hearth.server.fastpath`, which reaches here without FastAPI's routing)."""
     if isinstance(body, CompletionBody):
         runner = await svc.runner(caller, body.model)
         request = body.to_domain()
