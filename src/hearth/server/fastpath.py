@@ -81,9 +81,7 @@ async def _read(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _parse(
-    model: type[ChatCompletionBody] | type[CompletionBody], raw: bytes
-) -> BaseModel | None:
+def _parse(model: type[ChatCompletionBody] | type[CompletionBody], raw: bytes) -> BaseModel | None:
     try:
         return model.model_validate(json.loads(raw))
     except (ValueError, ValidationError, RecursionError):  # json's errors are ValueErrors
