@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,7 +65,8 @@ class FastGeneration:
 def _json_content(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json"
     return False
 
 
@@ -81,7 +82,7 @@ async def _read(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _parse(model: type[ChatCompletionBody] | type[CompletionBody], raw: bytes) -> BaseModel | None:
+def _parse(model: type[ChatCompletionBody] | type[CompletionBody], raw: bytes) -> ChatCompletionBody | CompletionBody | None:
     try:
         return model.model_validate(json.loads(raw))
     except (ValueError, ValidationError, RecursionError):  # json's errors are ValueErrors
