@@ -27,7 +27,8 @@ from hearth.server.errors import hearth_error_response, http_error_response
 from hearth.server.protocol import ChatCompletionBody, CompletionBody
 from hearth.server.routes.generate import handle
 
-ROUTES: dict[str, type[ChatCompletionBody] | type[CompletionBody]] = {
+Body = ChatCompletionBody | CompletionBody
+ROUTES: dict[str, type[Body]] = {
     "/v1/chat/completions": ChatCompletionBody,
     "/v1/completions": CompletionBody,
 }
@@ -82,7 +83,7 @@ async def _read(receive: Receive) -> bytes | None:
     return b"".join(chunks)
 
 
-def _parse(model: type[ChatCompletionBody] | type[CompletionBody], raw: bytes) -> ChatCompletionBody | CompletionBody | None:
+def _parse(model: type[Body], raw: bytes) -> Body | None:
     try:
         return model.model_validate(json.loads(raw))
     except (ValueError, ValidationError, RecursionError):  # json's errors are ValueErrors
