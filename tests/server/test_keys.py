@@ -21,7 +21,7 @@ from hearth.server.auth import exposure_warning
 from hearth.storage.calllog import open_calllog
 from hearth.storage.keys import KeyStore
 from tests.conftest import LiveServer, serve
-from tests.server.helpers import REPLY, assert_openai_error, chat_body, wait_until
+from tests.server.helpers import REPLY, assert_openai_error, chat_body, sse_events, wait_until
 
 
 @dataclass
@@ -281,7 +281,12 @@ def test_without_max_tokens_a_call_gets_what_still_fits(keyed: Keyed, admin: str
 
     _, narrow = keyed.create("narrow", tpm=prompt + 4)
     streamed = keyed.post("/chat/completions", narrow, json=chat_body(stream=True))
-    assert streamed.status_code == 200 and '"finish_reason": "length"' in streamed.text
+    assert streamed.status_code == 200
+    assert [
+        e["choices"][0]["finish_reason"]
+        for e in sse_events(streamed.text.splitlines())
+        if e["choices"]
+    ][-1] == "length"
     assert_openai_error(keyed.post("/chat/completions", narrow, json=chat_body()), 429)
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import orjson
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities, Engine, count_usage
@@ -81,6 +82,7 @@ class RemoteEngine:
                 timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=600),
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
                 read_bufsize=2**22,  # one SSE event (a chunk with logprobs) is one line
+                json_serialize=_dumps,
             )
             self.pool.add(Upstream(url.rstrip("/"), weight, client))
         self.pool.start()
@@ -396,6 +398,13 @@ def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:
     return out
 
 
+def _dumps(body: Any) -> str:
+    try:
+        return orjson.dumps(body).decode()
+    except TypeError:  # what only json takes (an int past 64 bits)
+        return json.dumps(body)
+
+
 def _sse_data(line: str, where: str) -> Any:
     if not line.startswith("data:"):
         return None
@@ -403,6 +412,10 @@ def _sse_data(line: str, where: str) -> Any:
     if not raw or raw == "[DONE]":
         return None
     try:
+        return orjson.loads(raw)  # ~4x json's speed: an event per token on the hot path
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses and json takes: lone surrogates, NaN, ints past 64 bits
         return json.loads(raw)
     except json.JSONDecodeError as e:
         raise _Broken(f"{where} sent an event that is not JSON: {raw[:200]!r}") from e

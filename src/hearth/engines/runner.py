@@ -41,7 +41,10 @@ class Runner:
             )
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._sem.acquire(), max(0.0, deadline - time.monotonic()))
+            if self._sem.locked():  # queue, up to the deadline
+                await asyncio.wait_for(self._sem.acquire(), max(0.0, deadline - time.monotonic()))
+            else:  # a free slot (and nobody ahead): no timer, no extra task
+                await self._sem.acquire()
         except TimeoutError as e:
             raise RequestTimeout(
                 f"request waited {self.timeout:.0f}s for model '{self.spec.name}' and timed out"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -91,7 +92,7 @@ async def _usage_so_far(
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + _json(data) + b"\n\n"
 
 
 async def worst_case(engine: Engine, request: ChatRequest | CompletionRequest) -> Usage:
@@ -351,6 +352,19 @@ def _starter(
     return lambda: engine.stream_completion(request)
 
 
+def _json(data: Any) -> bytes:
+    """Compact UTF-8 JSON, by orjson (~5x json's speed on the hot path) where it can."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # what only json takes (a key that is not a string, a huge int)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class FastJSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _json(content)
+
+
 async def generate(
     services: Services,
     runner: Runner,
@@ -390,7 +404,7 @@ async def generate(
                 return Response(status_code=499)  # nobody is listening; nginx's "client closed"
         finally:
             started.release()
-        return JSONResponse(started.renderer.whole() | (extra or {}))
+        return FastJSON(started.renderer.whole() | (extra or {}))
     return StreamingResponse(
         _events(started, include_usage, extra),
         media_type="text/event-stream",
