@@ -20,8 +20,9 @@ from hearth.apps.steps import Step
 from hearth.errors import HearthError, InvalidRequest, ModelNotFound
 from hearth.server.auth import Caller
 from hearth.server.errors import error_body
-from hearth.server.generation import SSE_HEADERS, begin, complete, settle
+from hearth.server.generation import begin, complete, settle
 from hearth.server.services import Services
+from hearth.server.sse import EventStream
 from hearth.types import ChatRequest, GenerationParams, Message, Usage
 
 
@@ -209,7 +210,7 @@ async def stream_chain(
         finally:
             work.cancel()
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStream(body())
 
 
 async def _final(

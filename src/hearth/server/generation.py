@@ -26,11 +26,10 @@ from hearth.server.errors import error_body
 from hearth.server.memory import Memory
 from hearth.server.render import Renderer, usage_json
 from hearth.server.services import Call, Services
+from hearth.server.sse import EventStream
 from hearth.types import ChatRequest, CompletionRequest, Delta, Usage
 
 log = logging.getLogger(__name__)
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _schema_of(request: ChatRequest) -> dict[str, Any] | None:
@@ -405,11 +404,7 @@ async def generate(
         finally:
             started.release()
         return FastJSON(started.renderer.whole() | (extra or {}))
-    return StreamingResponse(
-        _events(started, include_usage, extra),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return EventStream(_events(started, include_usage, extra))
 
 
 async def collect(s: Started, http: Request) -> bool:
@@ -472,6 +467,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     r, chunks = s.renderer, s.chunks
     status, error = "cancelled", None
+    tail = b""  # the answer's last events, sent with [DONE] in one write
     try:
         for data in r.opening():
             yield _sse(data)
@@ -495,15 +491,18 @@ async def _events(
                         await s.keep()  # before the client can see the end of the answer
                         if include_usage is None:
                             data["usage"] = usage_json(following.usage, r.details)
+                    if following is None or following.usage:
+                        tail = _sse(data)  # nothing but usage follows: no token waits
+                        chunk = following
+                        continue
                 yield _sse(data)
             chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
-            yield _sse(r.usage_chunk(r.usage) | (extra or {}))
-        yield b"data: [DONE]\n\n"
+            tail += _sse(r.usage_chunk(r.usage) | (extra or {}))
+        yield tail + b"data: [DONE]\n\n"
         status = "ok"
     except HearthError as e:
         status, error = "error", e.message
-        yield _sse(error_body(e.message, e.type, e.code, e.param))
-        yield b"data: [DONE]\n\n"
+        yield tail + _sse(error_body(e.message, e.type, e.code, e.param)) + b"data: [DONE]\n\n"
     finally:
         await settle(s, status, error)

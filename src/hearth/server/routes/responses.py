@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hearth.errors import HearthError
 from hearth.server.auth import Caller, authenticate
-from hearth.server.generation import SSE_HEADERS, Started, begin, collect, settle
+from hearth.server.generation import Started, begin, collect, settle
 from hearth.server.memory import check_owner
 from hearth.server.openapi import STREAMED, errors
 from hearth.server.protocol.responses import (
@@ -31,6 +31,7 @@ from hearth.server.protocol.responses import (
 )
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
+from hearth.server.sse import EventStream
 from hearth.server.turns import Turn, prepare_turn
 from hearth.storage.conversations import (
     Item,
@@ -90,7 +91,7 @@ async def create_response(
             return JSONResponse(await out.done())
         finally:
             s.release()
-    return StreamingResponse(out.events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return EventStream(out.events())
 
 
 class _Out:
