@@ -12,7 +12,9 @@ a ``remote`` model, an API key required (auth on), the call log and metrics on. 
 generator is ``wrk`` (one thread, keep-alive, a fixed duration; ``apt-get install wrk``)
 when it is on PATH, else one asyncio process with ``httpx`` (``--loader httpx``), which
 costs ~1 ms of CPU per request itself and so caps every target's requests/s. Either shares
-the machine's cores with everything else.
+the machine's cores with everything else. With ``--replicas`` wrk runs once per replica at
+the same time, the connections split between them; at concurrency 1 (one connection
+alternating between replicas) the httpx loader does it, and the row says so.
 
 Prints a table and writes bench/results/gateway.json (``--replicas``: replicas.json).
 """
@@ -203,7 +205,8 @@ end
 
 def _wrk(urls: list[str], key: str, concurrency: int, seconds: int, stream: bool) -> dict[str, Any]:
     """``wrk`` against ``urls`` (one connection per worker; with several urls, wrk's
-    connections all go to the first url's host: used only with one target host)."""
+    connections all go to the first url's host: used only with one target host, see
+    :func:`_wrk_split` for several)."""
     body = json.dumps(
         {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
     )
@@ -228,6 +231,28 @@ def _wrk(urls: list[str], key: str, concurrency: int, seconds: int, stream: bool
         "rps": got["requests"] / wall,
         "p50_ms": got["p50_us"] / 1000,
         "p99_ms": got["p99_us"] / 1000,
+    }
+
+
+def _wrk_split(
+    urls: list[str], key: str, concurrency: int, seconds: int, stream: bool
+) -> dict[str, Any]:
+    """One ``wrk`` per host at once, the connections split evenly between them (a load
+    balancer's round robin): requests/s summed, p50 and p99 the worst host's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    by_host: dict[str, list[str]] = {}
+    for u in urls:
+        by_host.setdefault(u.split("/v1")[0], []).append(u)
+    share = concurrency // len(by_host)
+    with ThreadPoolExecutor(len(by_host)) as pool:
+        runs = list(pool.map(lambda us: _wrk(us, key, share, seconds, stream), by_host.values()))
+    return {
+        "requests": sum(r["requests"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "rps": sum(r["rps"] for r in runs),
+        "p50_ms": max(r["p50_ms"] for r in runs),
+        "p99_ms": max(r["p99_ms"] for r in runs),
     }
 
 
@@ -307,12 +332,18 @@ def main() -> None:
                 base = None
                 for name, urls in targets.items():
                     secret = LITELLM_KEY if name == "litellm" else key
-                    if args.loader == "wrk" and len({u.split("/v1")[0] for u in urls}) == 1:
+                    hosts = len({u.split("/v1")[0] for u in urls})
+                    loader = args.loader
+                    if loader == "wrk" and hosts == 1:
                         _wrk(urls, secret, concurrency, 1, stream)  # warm up
                         got = _wrk(urls, secret, concurrency, args.seconds, stream)
-                    else:
+                    elif loader == "wrk" and concurrency >= hosts:
+                        _wrk_split(urls, secret, concurrency, 1, stream)
+                        got = _wrk_split(urls, secret, concurrency, args.seconds, stream)
+                    else:  # alternating one connection between hosts: only httpx does it
+                        loader = "httpx"
                         got = asyncio.run(_load(urls, secret, concurrency, n, stream))
-                    got["loader"] = args.loader
+                    got["loader"] = loader
                     if name == "direct":
                         base = got["p50_ms"]
                     got.update(target=name, stream=stream, concurrency=concurrency)
@@ -321,7 +352,7 @@ def main() -> None:
                     console.print(
                         f"{name:22} stream={stream!s:5} c={concurrency:2}: "
                         f"{got['rps']:7.0f} req/s  p50 {got['p50_ms']:6.2f} ms  "
-                        f"p99 {got['p99_ms']:6.2f} ms  errors {got['errors']}"
+                        f"p99 {got['p99_ms']:6.2f} ms  errors {got['errors']}  ({loader})"
                     )
         if pg is not None:
             pg.cleanup()
