@@ -5,7 +5,6 @@ model on chat completions or responses the chain's answer is the last step, stre
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -23,6 +22,7 @@ from hearth.server.errors import error_body
 from hearth.server.generation import begin, complete, settle
 from hearth.server.services import Services
 from hearth.server.sse import EventStream
+from hearth.server.sse import event as _sse
 from hearth.types import ChatRequest, GenerationParams, Message, Usage
 
 
@@ -151,10 +151,6 @@ async def run_chain(
     chain = Chain.start(app, variables, input)
     await run_steps(chain, _runner_for(svc, caller, default, params))
     return run_json(chain, chain.results[chain.final.id])
-
-
-def _sse(data: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
 async def stream_chain(

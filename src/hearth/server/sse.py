@@ -1,4 +1,4 @@
-"""A stream of server-sent events that stops when the client leaves.
+"""Server-sent events: their encoding, and a stream of them that stops when the client leaves.
 
 Starlette's ``StreamingResponse`` does the same under an anyio task group, which on a
 proxied stream was ~15% of the server's CPU per request (bench/gateway.py). Here the events
@@ -10,12 +10,36 @@ bookkeeping (the call log's "cancelled", a local engine's slot) runs then, as be
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-from starlette.responses import StreamingResponse
+import orjson
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def dumps(data: Any) -> bytes:
+    """Compact UTF-8 JSON, by orjson (~5x json's speed on the hot path) where it can."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # what only json takes (a key that is not a string, a huge int)
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def event(data: Any, name: str | None = None) -> bytes:
+    """One server-sent event carrying ``data`` as JSON (``name``: its ``event:`` line)."""
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + dumps(data) + b"\n\n"
+
+
+class FastJSON(JSONResponse):
+    """A JSON response rendered by :func:`dumps`."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
 
 
 class EventStream(StreamingResponse):

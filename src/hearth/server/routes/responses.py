@@ -4,7 +4,6 @@ chat completions, with memory held server-side."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +31,7 @@ from hearth.server.protocol.responses import (
 from hearth.server.routes.deps import services
 from hearth.server.services import Services
 from hearth.server.sse import EventStream
+from hearth.server.sse import event as sse_event
 from hearth.server.turns import Turn, prepare_turn
 from hearth.storage.conversations import (
     Item,
@@ -183,7 +183,7 @@ class _Out:
     def event(self, type: str, **fields: Any) -> bytes:
         data = {"type": type, "sequence_number": self.seq, **fields}
         self.seq += 1
-        return f"event: {type}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        return sse_event(data, type)
 
     async def events(self) -> AsyncIterator[bytes]:
         s, r, mid = self.s, self.s.renderer, self.message_id
