@@ -175,6 +175,9 @@ async def test_queue_depth_shows_a_waiting_request(fake_server: LiveServer) -> N
         text = (await client.get(fake_server.url + "/metrics")).text
         assert sample(text, "hearth_queue_depth", model="fake-slow") == 1
         assert sample(text, "hearth_active_requests", model="fake-slow") == 1
+        # both generations and this scrape
+        assert sample(text, "hearth_http_requests_in_flight") == 3
         assert [r.status_code for r in await asyncio.gather(running, queued)] == [200, 200]
     text = httpx.get(fake_server.url + "/metrics").text
     assert sample(text, "hearth_queue_depth", model="fake-slow") == 0
+    assert sample(text, "hearth_http_requests_in_flight") == 1  # the scrape alone

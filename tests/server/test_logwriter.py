@@ -4,12 +4,15 @@ waits for its own row, and one bad row fails only its own call."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
 from hearth.server.logwriter import LogWriter
 from hearth.storage.calllog import open_calllog
+from hearth.storage.db import BUSY_TIMEOUT_MS, Busy, SQLiteDatabase
 from tests.storage.test_calllog import call
 
 
@@ -62,3 +65,80 @@ def test_a_closed_writer_refuses_rows(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(writer.record(call("late")))
     log.close()
+
+
+def _calllog_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "calllog"]
+
+
+def test_a_call_alone_writes_its_row_itself_and_errors_still_reach_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/h.db"
+    log = open_calllog(url)
+    writer = LogWriter(log, quiet=lambda: True)
+    before = _calllog_threads()
+
+    async def main() -> None:
+        await writer.record(call("alone"))
+        fresh = open_calllog(url)  # committed when record returned
+        try:
+            assert [r.id for r in fresh.recent(5)] == ["alone"]
+        finally:
+            fresh.close()
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.record(call("alone"))  # a repeated id, refused as on the thread
+
+    try:
+        asyncio.run(main())
+        assert _calllog_threads() == before  # no hop to the writer thread
+        # the loop's connection waits for the lock as usual again afterwards
+        assert log.db.query("PRAGMA busy_timeout") == [{"timeout": BUSY_TIMEOUT_MS}]
+    finally:
+        writer.close()
+        log.close()
+
+
+def test_a_lock_held_elsewhere_sends_the_row_to_the_thread_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/h.db"
+    log = open_calllog(url)
+    writer = LogWriter(log, quiet=lambda: True)
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's write, say `hearth usage` pruning
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pending = asyncio.create_task(writer.record(call("queued")))
+        await asyncio.sleep(0.3)  # the loop runs on while the row waits
+        assert not pending.done()
+        assert loop.time() - started < 1  # not stuck in SQLite's busy wait
+        other.execute("COMMIT")
+        await asyncio.wait_for(pending, 10)
+        return loop.time() - started
+
+    try:
+        assert asyncio.run(main()) >= 0.3
+        assert [r.id for r in log.recent(5)] == ["queued"]
+        assert _calllog_threads()  # it went to the writer thread
+    finally:
+        other.close()
+        writer.close()
+        log.close()
+
+
+def test_nowait_refuses_at_once_and_writes_nothing(tmp_path: Path) -> None:
+    db = SQLiteDatabase(f"sqlite:///{tmp_path}/h.db")
+    db.execute("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(Busy), db.nowait():
+            db.execute("INSERT INTO t VALUES (1)")
+        other.execute("COMMIT")
+        with db.transaction(), pytest.raises(Busy), db.nowait():
+            pass  # never inside the caller's own transaction
+        assert db.query("SELECT COUNT(*) AS n FROM t") == [{"n": 0}]
+    finally:
+        other.close()
+        db.close()

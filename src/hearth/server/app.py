@@ -14,7 +14,7 @@ from hearth.engines.registry import ModelRegistry
 from hearth.server import errors, openapi
 from hearth.server.fastpath import FastGeneration
 from hearth.server.limits import BodyLimit
-from hearth.server.metrics import Metrics
+from hearth.server.metrics import InFlight, Metrics
 from hearth.server.routes import (
     apps,
     embeddings,
@@ -36,12 +36,11 @@ log = logging.getLogger("hearth.server")
 def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastAPI:
     """Build the app. ``preload`` names models to load before the first request."""
     registry = ModelRegistry(settings)
+    metrics = Metrics(registry.loaded)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services(
-            settings, registry, open_calllog(settings.db_url), Metrics(registry.loaded)
-        )
+        services = Services(settings, registry, open_calllog(settings.db_url), metrics)
         app.state.services = services
         app.state.ingestor = Ingestor(services)
         app.state.ingestor.start()
@@ -72,6 +71,7 @@ def create_app(settings: Settings, *, preload: list[str] | None = None) -> FastA
     app.add_middleware(
         BodyLimit, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
     )
+    app.add_middleware(InFlight, metrics=metrics)
     return app
 
 

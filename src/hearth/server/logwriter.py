@@ -4,6 +4,14 @@ Every finished call waits until its row is committed, as it would writing alone,
 that finish together share one transaction and one thread hop instead of each taking a
 worker thread of its own and contending for SQLite's write lock. Under load that was a third
 of the server's threads' time; alone, a call waits no longer than before.
+
+A call that finishes while the server has nothing else to do (``quiet()``: no other request
+in flight) and the writer is idle writes its row itself, on the event loop, when the
+database is SQLite: the hop to the writer thread and back was half of that call's wait for
+its row (~0.12 ms of ~0.24 ms, measured), and with nothing else on the loop there is nobody
+for the ~0.1 ms write to hold up. It never waits for SQLite's lock there: if another
+connection holds it (``hearth usage``, a second process) the row goes to the thread as
+usual. Under load, rows keep going to the thread, in batches.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import contextlib
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from hearth.storage.calllog import CallLog, CallRecord, ModerationRecord
+from hearth.storage.db import Busy, SQLiteDatabase
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +34,11 @@ MAX_BATCH = 256
 
 
 class LogWriter:
-    def __init__(self, calllog: CallLog) -> None:
+    def __init__(self, calllog: CallLog, quiet: Callable[[], bool] | None = None) -> None:
         self.calllog = calllog
+        self._quiet = quiet
+        self._sqlite = calllog.db if isinstance(calllog.db, SQLiteDatabase) else None
+        self._writing = False  # the thread has a batch in hand
         self._pending: list[Item] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -34,6 +47,15 @@ class LogWriter:
     async def record(self, rec: CallRecord, hits: list[ModerationRecord] | None = None) -> None:
         """Store ``rec`` (and its moderation hits); returns once committed, raises what
         writing it raised."""
+        db, quiet = self._sqlite, self._quiet
+        idle = not (self._writing or self._pending or self._closed)
+        if db is not None and quiet is not None and idle and quiet():
+            try:
+                with db.nowait():
+                    self.calllog.record(rec, hits)
+                return
+            except Busy:
+                pass  # someone else is writing: wait for the lock on the thread
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._cond:
             if self._closed:
@@ -62,7 +84,13 @@ class LogWriter:
                 if not self._pending:
                     return
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            _settle(batch, self._write(batch))
+                self._writing = True
+            try:
+                outcomes = self._write(batch)
+            finally:
+                with self._cond:
+                    self._writing = False
+            _settle(batch, outcomes)
 
     def _write(self, batch: list[Item]) -> list[Exception | None]:
         try:

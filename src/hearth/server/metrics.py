@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hearth.engines.runner import Runner
 
@@ -16,8 +17,9 @@ _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 class _RunnerGauges(Collector):
     """Queue depth and running requests, read from the runners at scrape time."""
 
-    def __init__(self, runners: Callable[[], list[Runner]]) -> None:
+    def __init__(self, runners: Callable[[], list[Runner]], metrics: Metrics) -> None:
         self._runners = runners
+        self._metrics = metrics
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         queued = GaugeMetricFamily(
@@ -31,6 +33,11 @@ class _RunnerGauges(Collector):
             active.add_metric([r.spec.name], r.active)
         yield queued
         yield active
+        yield GaugeMetricFamily(
+            "hearth_http_requests_in_flight",
+            "HTTP requests being served, of every route",
+            value=self._metrics.in_flight,
+        )
 
 
 class Metrics:
@@ -59,7 +66,8 @@ class Metrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_RunnerGauges(runners))
+        self.in_flight = 0  # HTTP requests being served (kept by InFlight)
+        self.registry.register(_RunnerGauges(runners, self))
 
     def observe(
         self,
@@ -81,3 +89,22 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class InFlight:
+    """Counts the HTTP requests being served into ``metrics.in_flight``: a gauge, and how
+    the call log knows a call finished on an otherwise idle server."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.metrics.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.metrics.in_flight -= 1

@@ -58,7 +58,8 @@ class Services:
 
     def __post_init__(self) -> None:
         self.conversations = ConversationStore(self.calllog.db)
-        self.writer = LogWriter(self.calllog)
+        # a call alone on the server writes its row itself (see LogWriter)
+        self.writer = LogWriter(self.calllog, quiet=lambda: self.metrics.in_flight <= 1)
         self.keys = KeyRing(KeyStore(self.calllog.db), required=self.settings.auth)
         self.limits = (
             SharedLimits(KeyCounters(self.calllog.db, WINDOW))

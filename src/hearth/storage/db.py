@@ -30,6 +30,10 @@ Params = Sequence[Any]
 BUSY_TIMEOUT_MS = 5000
 
 
+class Busy(Exception):
+    """Another connection holds the write lock right now (raised only by ``nowait``)."""
+
+
 class Database(Protocol):
     url: str
     dialect: str  # "sqlite" | "postgresql"
@@ -237,6 +241,24 @@ class SQLiteDatabase:
             raise
         finally:
             self._local.depth = depth
+
+    @contextmanager
+    def nowait(self) -> Iterator[None]:
+        """Write without waiting for the lock: :class:`Busy` at once, with nothing written,
+        when another connection holds it. For a writer that has somewhere better to wait
+        (a thread) than the thread it is on (an event loop). Not inside a transaction."""
+        conn = self._conn()
+        if conn.in_transaction:
+            raise Busy("a transaction is open on this thread")
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise Busy(str(e)) from e
+            raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
