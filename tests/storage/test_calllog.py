@@ -95,6 +95,27 @@ def test_migrate_is_idempotent_and_records_versions(url: str) -> None:
     again.close()
 
 
+def test_app_and_run_lookups_use_their_partial_indexes(url: str) -> None:
+    db = connect(url)
+    migrate(db)
+    assert {"calls_app", "calls_run"} <= index_names(db)
+    queries = {
+        "calls_run": "SELECT id FROM calls WHERE run_id = ? ORDER BY created",
+        "calls_app": "SELECT run_id FROM calls WHERE app = ? AND run_id IS NOT NULL",
+    }
+    try:
+        for index, sql in queries.items():
+            if db.dialect == "postgresql":
+                with db.transaction():  # one connection; an empty table: make the choice visible
+                    db.execute("SET LOCAL enable_seqscan = off")
+                    plan = " ".join(str(r) for r in db.query("EXPLAIN " + sql, ("x",)))
+            else:
+                plan = " ".join(r["detail"] for r in db.query("EXPLAIN QUERY PLAN " + sql, ("x",)))
+            assert index in plan, plan
+    finally:
+        db.close()
+
+
 def test_migrate_appends_new_versions_in_order(url: str) -> None:
     db = connect(url)
     migrate(db)
