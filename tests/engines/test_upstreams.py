@@ -7,11 +7,12 @@ it is asked for; the well-behaved ones are hearth servers with the fake engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import openai
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.conftest import FAKE_MODELS, LiveServer, make_settings, serve, serve_asgi
@@ -60,8 +61,19 @@ SCRIPTS: dict[str, Callable[[], Response]] = {
     ),
     "unavailable": lambda: JSONResponse({"error": {"message": "warming up"}}, status_code=503),
     "good": lambda: Response("".join(GOOD), media_type=SSE),
+    # the same events a few bytes per write, lines split anywhere, CRLF line ends, and the
+    # last line without its newline: each is still read as one line
+    "trickled": lambda: StreamingResponse(_trickle(), media_type=SSE),
 }
-BROKEN = [m for m in SCRIPTS if m != "good"]
+WELL_FORMED = ["good", "trickled"]
+BROKEN = [m for m in SCRIPTS if m not in WELL_FORMED]
+
+
+async def _trickle() -> AsyncIterator[bytes]:
+    text = "".join(GOOD).replace("\n", "\r\n").removesuffix("\r\n\r\n").encode()
+    for i in range(0, len(text), 7):
+        yield text[i : i + 7]
+        await asyncio.sleep(0.002)  # separate reads on the other side
 
 
 HITS: dict[str, int] = {}
@@ -144,12 +156,15 @@ def test_a_stream_cut_short_after_tokens_ends_with_an_error_event(proxy: LiveSer
     assert "before the answer finished" in str(caught.value)
 
 
-def test_the_good_script_passes(proxy: LiveServer) -> None:
+@pytest.mark.parametrize("model", WELL_FORMED)
+def test_well_formed_streams_pass(proxy: LiveServer, model: str) -> None:
     client = openai.OpenAI(base_url=proxy.base_url, api_key="x", max_retries=0)
-    done = client.chat.completions.create(
-        model="good", messages=[{"role": "user", "content": "hi"}]
-    )
+    done = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     assert done.choices[0].message.content == "fine"
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "fine"
 
 
 # -- pools and fallbacks ------------------------------------------------------------------
