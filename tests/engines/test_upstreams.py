@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -345,3 +346,69 @@ def test_an_app_run_on_a_failing_model_falls_back(tmp_path: Path) -> None:
         assert done.status_code == 200, done.text
         assert done.json()["text"]
         assert p.services().calllog.get(done.json()["id"]).model == "fake"
+
+
+class _ClosesIdleConnections(socketserver.BaseRequestHandler):
+    """An upstream that answers the first request on each connection with keep-alive and
+    drops the connection when another request comes on it: what a server's idle timeout
+    firing just as a pooled connection is reused looks like to the client."""
+
+    answered = 0
+    dropped = 0
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        data = b""
+        first = True
+        while True:
+            while b"\r\n\r\n" not in data:
+                more = sock.recv(65536)
+                if not more:
+                    return
+                data += more
+            head, _, data = data.partition(b"\r\n\r\n")
+            if not first:
+                type(self).dropped += 1
+                return  # closed unanswered
+            first = False
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            while len(data) < length:
+                data += sock.recv(65536)
+            data = data[length:]
+            body = "".join(GOOD).encode()
+            type(self).answered += 1  # before the answer leaves: the test reads it after
+            sock.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                + f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n".encode()
+                + body
+            )
+
+
+def test_a_kept_alive_connection_the_upstream_closed_is_sent_again(tmp_path: Path) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesIdleConnections)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        config = FAKE_MODELS + _remote("lone", url, "m")
+        with serve(make_settings(tmp_path / "proxy", config).with_served(["lone"])) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key="x", max_retries=0)
+            body = {"model": "lone", "messages": [{"role": "user", "content": "hi"}]}
+            for stream in (False, False, True, False, True):
+                if stream:
+                    parts = client.chat.completions.create(**body, stream=True)
+                    text = "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+                else:
+                    text = client.chat.completions.create(**body).choices[0].message.content
+                assert text == "fine"
+            # each request after the first met a dropped connection and was sent again
+            assert _ClosesIdleConnections.answered == 5
+            assert _ClosesIdleConnections.dropped >= 4
+            assert _health(proxy, "lone")[0]["healthy"]
+    finally:
+        server.shutdown()
+        server.server_close()

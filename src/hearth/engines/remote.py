@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 # Worth trying the request on another upstream: nothing was generated, or it was lost.
 RETRY_STATUS = (502, 503, 504)
+# Sends again of a request that went out on a kept-alive connection the upstream had
+# closed, per upstream of the pool; pooled connections are dropped before the 5 s idle
+# timeout that uvicorn (vLLM, SGLang) and llama.cpp's server apply, so this is the rare race.
+STALE_RETRIES = 2
+KEEPALIVE_SECONDS = 4.0
 
 
 class RemoteEngine:
@@ -80,7 +85,7 @@ class RemoteEngine:
             client = aiohttp.ClientSession(
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=600),
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS),
                 read_bufsize=2**22,  # one SSE event (a chunk with logprobs) is one line
                 json_serialize=_dumps,
             )
@@ -123,7 +128,8 @@ class RemoteEngine:
             "stream_options": {"include_usage": True},
         }
         tried: list[Upstream] = []
-        last: HearthError | None = None
+        errors: list[HearthError] = []
+        stale_left = STALE_RETRIES * len(self.pool.upstreams)
         while (up := self.pool.pick(tried)) is not None:
             tried.append(up)
             texts: dict[int, str] = {}
@@ -143,17 +149,24 @@ class RemoteEngine:
                 yield Delta(usage=await self._count(request, texts))
                 return
             except _Retry as e:
-                last = e.error
                 if yielded:
                     raise e.error from None
+                if e.stale and stale_left > 0:
+                    # a kept-alive connection the upstream had already closed: the request
+                    # never reached it, so it is sent again and the upstream is not blamed
+                    stale_left -= 1
+                    tried.pop()
+                    continue
+                errors.append(e.error)
             finally:
                 await stream.aclose()
-        assert last is not None
-        if len(tried) > 1:
+        assert errors
+        if len(errors) > 1:
             raise UpstreamError(
-                f"all {len(tried)} upstreams of '{self.spec.name}' failed; the last: {last.message}"
+                f"all {len(errors)} upstreams of '{self.spec.name}' failed: "
+                + "; ".join(e.message for e in errors)
             )
-        raise last
+        raise errors[0]
 
     async def _attempt(
         self, up: Upstream, path: str, payload: dict[str, Any], texts: dict[int, str]
@@ -164,8 +177,10 @@ class RemoteEngine:
         where = f"upstream {up.url} of '{self.spec.name}'"
         up.in_flight += 1
         usage: Usage | None = None
+        answered = False
         try:
             async with up.client.post(up.url + path, json=payload) as resp:
+                answered = True
                 if resp.status != 200:
                     error = _upstream_error(resp.status, await resp.read(), self.spec.name, up.url)
                     if resp.status >= 500:
@@ -234,6 +249,8 @@ class RemoteEngine:
                     raise _Broken(f"{where} broke the protocol: a stream without choices")
         except (aiohttp.ClientError, TimeoutError) as e:
             error = UpstreamError(f"{where} is unreachable or hung up: {_describe(e)}")
+            if not answered and _stale(e):
+                raise _Retry(error, stale=True) from e
             self.pool.failed(up, error, at_once=isinstance(e, aiohttp.ClientConnectorError))
             raise _Retry(error) from e
         except _Broken as e:
@@ -257,16 +274,23 @@ class RemoteEngine:
         tried: list[Upstream] = []
         last: HearthError | None = None
         body = {"model": self.upstream_model, "input": texts}
+        stale_left = STALE_RETRIES * len(self.pool.upstreams)
         while (up := self.pool.pick(tried)) is not None:
             tried.append(up)
             up.in_flight += 1
+            answered = False
             try:
                 async with up.client.post(up.url + "/embeddings", json=body) as resp:
+                    answered = True
                     status, raw = resp.status, await resp.read()
             except (aiohttp.ClientError, TimeoutError) as e:
                 last = UpstreamError(
                     f"upstream {up.url} of '{self.spec.name}' is unreachable: {_describe(e)}"
                 )
+                if not answered and _stale(e) and stale_left > 0:
+                    stale_left -= 1  # sent again, as in _stream
+                    tried.pop()
+                    continue
                 self.pool.failed(up, last, at_once=isinstance(e, aiohttp.ClientConnectorError))
                 continue
             finally:
@@ -327,9 +351,19 @@ async def _replay(chunks: list[Delta | Usage]) -> AsyncGenerator[Delta | Usage, 
 
 
 class _Retry(Exception):  # control flow, never leaves this module
-    def __init__(self, error: HearthError) -> None:
+    def __init__(self, error: HearthError, *, stale: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
+        self.stale = stale
+
+
+def _stale(e: BaseException) -> bool:
+    """Whether the connection dropped before the upstream said anything: what a kept-alive
+    connection that the upstream closed as idle looks like when a request goes out on it
+    (a refused connection is a dead upstream instead)."""
+    return isinstance(
+        e, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+    ) and not isinstance(e, aiohttp.ClientConnectorError)
 
 
 def _describe(e: BaseException) -> str:
