@@ -4,7 +4,8 @@ Streams pass through chunk by chunk; closing our stream closes the upstream conn
 which is how the upstream learns to stop. Usage is the upstream's own when it reports one,
 otherwise a count by the model's configured ``tokenizer`` (another registered model).
 A model with several upstreams spreads over them through ``engines.pool``; a request that
-fails before its first token is tried on the next one.
+fails before its first token is tried on the next one. What goes over the wire, and the
+checks on what comes back, are in ``engines.wire``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-import orjson
 
 from hearth.config import ModelSpec
 from hearth.engines.base import Capabilities, Engine, count_usage
-from hearth.engines.openai_chunks import deltas
 from hearth.engines.pool import Upstream, UpstreamPool
-from hearth.errors import (
-    ContextLengthExceeded,
-    HearthError,
-    InvalidRequest,
-    Overloaded,
-    Unsupported,
-    UpstreamError,
+from hearth.engines.wire import (
+    Broken,
+    Events,
+    MidAnswer,
+    dumps,
+    params_body,
+    tools_body,
+    upstream_error,
 )
+from hearth.errors import HearthError, Unsupported, UpstreamError
 from hearth.types import (
     ChatRequest,
     CompletionRequest,
@@ -87,7 +88,7 @@ class RemoteEngine:
                 timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=600),
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS),
                 read_bufsize=2**22,  # one SSE event (a chunk with logprobs) is one line
-                json_serialize=_dumps,
+                json_serialize=dumps,
             )
             self.pool.add(Upstream(url.rstrip("/"), weight, client))
         self.pool.start()
@@ -104,9 +105,9 @@ class RemoteEngine:
 
     # -- generation ---------------------------------------------------------------------
     def stream_chat(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        body: dict[str, Any] = {"messages": [_message(m) for m in request.messages]}
+        body: dict[str, Any] = {"messages": [m.to_openai() for m in request.messages]}
         if request.tools:
-            body.update(_tools(request))
+            body.update(tools_body(request))
         return self._stream("/chat/completions", body, request.params, request)
 
     def stream_completion(self, request: CompletionRequest) -> AsyncIterator[Delta]:
@@ -122,7 +123,7 @@ class RemoteEngine:
     ) -> AsyncIterator[Delta]:
         payload = {
             **body,
-            **_params(params, chat=path == "/chat/completions"),
+            **params_body(params, chat=path == "/chat/completions"),
             "model": self.upstream_model,
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -182,7 +183,7 @@ class RemoteEngine:
             async with up.client.post(up.url + path, json=payload) as resp:
                 answered = True
                 if resp.status != 200:
-                    error = _upstream_error(resp.status, await resp.read(), self.spec.name, up.url)
+                    error = upstream_error(resp.status, await resp.read(), self.spec.name, up.url)
                     if resp.status >= 500:
                         self.pool.failed(up, error)
                     if resp.status in RETRY_STATUS:
@@ -191,69 +192,37 @@ class RemoteEngine:
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype:
                     text = (await resp.read()).decode("utf-8", "replace")
-                    raise _Broken(
+                    raise Broken(
                         f"{where} broke the protocol: a stream request got "
                         f"{ctype or 'no content type'} instead of server-sent events: "
                         f"{text[:200]!r}",
                     )
-                finished = done = False
-                async for piece in _lines(resp.content, where):
-                    for raw in piece:
-                        try:
-                            line = raw.decode("utf-8").rstrip("\r\n")
-                        except UnicodeDecodeError as e:
-                            raise _Broken(
-                                f"{where} broke the protocol: its stream is not UTF-8 ({e.reason} "
-                                f"at byte {e.start}): {raw[:200]!r}"
-                            ) from e
-                        if line.startswith("data:") and line[5:].strip() == "[DONE]":
-                            # read on to the end rather than break: a response left unread
-                            # closes its connection instead of going back to the pool
-                            done = True
+                finished = False
+                events = Events(resp.content, where)
+                async for batch in events:
+                    for chunk in batch:
+                        if chunk.usage is not None:
+                            usage = chunk.usage
                             continue
-                        data = _sse_data(line, where)
-                        if data is None:
-                            continue
-                        if not isinstance(data, dict):
-                            raise _Broken(f"{where} sent an event that is not an object")
-                        if "error" in data:
-                            # another upstream may answer, if nothing reached the client yet
-                            raise _Retry(
-                                UpstreamError(f"{where} failed mid-answer: {data['error']}")
-                            )
-                        if not isinstance(data.get("choices"), list) and not data.get("usage"):
-                            raise _Broken(
-                                f"{where} broke the protocol: an event without choices: "
-                                f"{json.dumps(data)[:200]}"
-                            )
-                        try:
-                            chunks = deltas(data)
-                        except (KeyError, TypeError, AttributeError, ValueError) as e:
-                            raise _Broken(
-                                f"{where} broke the protocol: an event hearth cannot read "
-                                f"({e!r}): {json.dumps(data)[:200]}"
-                            ) from e
-                        for chunk in chunks:
-                            if chunk.usage is not None:
-                                usage = chunk.usage
-                                continue
-                            finished = finished or chunk.finish_reason is not None
-                            texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
-                            yield chunk
-                if not (done or finished):
-                    raise _Broken(
+                        finished = finished or chunk.finish_reason is not None
+                        texts[chunk.index] = texts.get(chunk.index, "") + chunk.text
+                        yield chunk
+                if not (events.done or finished):
+                    raise Broken(
                         f"{where} ended its stream before the answer finished "
                         "(no finish_reason and no [DONE])"
                     )
                 if not texts and not finished:
-                    raise _Broken(f"{where} broke the protocol: a stream without choices")
+                    raise Broken(f"{where} broke the protocol: a stream without choices")
         except (aiohttp.ClientError, TimeoutError) as e:
             error = UpstreamError(f"{where} is unreachable or hung up: {_describe(e)}")
             if not answered and _stale(e):
                 raise _Retry(error, stale=True) from e
             self.pool.failed(up, error, at_once=isinstance(e, aiohttp.ClientConnectorError))
             raise _Retry(error) from e
-        except _Broken as e:
+        except MidAnswer as e:  # another upstream may answer, if nothing reached the client
+            raise _Retry(e) from None
+        except Broken as e:
             self.pool.failed(up, e)
             raise _Retry(e) from None
         finally:
@@ -296,7 +265,7 @@ class RemoteEngine:
             finally:
                 up.in_flight -= 1
             if status != 200:
-                last = _upstream_error(status, raw, self.spec.name, up.url)
+                last = upstream_error(status, raw, self.spec.name, up.url)
                 if status >= 500:
                     self.pool.failed(up, last)
                     continue
@@ -306,7 +275,7 @@ class RemoteEngine:
                 rows = sorted(data["data"], key=lambda d: d["index"])
                 vectors = [d["embedding"] for d in rows]
             except (ValueError, KeyError, TypeError) as e:
-                last = _Broken(
+                last = Broken(
                     f"upstream {up.url} of '{self.spec.name}' sent embeddings hearth "
                     f"cannot read: {e!r}"
                 )
@@ -341,10 +310,6 @@ class RemoteEngine:
         return await self._tokenizer().render_chat(messages)
 
 
-class _Broken(UpstreamError):
-    """The upstream answered something that is not the OpenAI protocol."""
-
-
 async def _replay(chunks: list[Delta | Usage]) -> AsyncGenerator[Delta | Usage, None]:
     for chunk in chunks:
         yield chunk
@@ -368,134 +333,3 @@ def _stale(e: BaseException) -> bool:
 
 def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-
-
-def _message(m: Message) -> dict[str, Any]:
-    return m.to_openai()
-
-
-def _tools(request: ChatRequest) -> dict[str, Any]:
-    """``tools``, ``tool_choice`` and ``parallel_tool_calls`` as OpenAI takes them."""
-    choice: str | dict[str, Any] = request.tool_choice
-    if request.tool_name is not None:
-        choice = {"type": "function", "function": {"name": request.tool_name}}
-    out: dict[str, Any] = {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters or {"type": "object", "properties": {}},
-                },
-            }
-            for t in request.tools
-        ],
-        "tool_choice": choice,
-    }
-    if not request.parallel_tool_calls:
-        out["parallel_tool_calls"] = False
-    return out
-
-
-def _params(p: GenerationParams, *, chat: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        k: v
-        for k, v in (
-            ("max_tokens", p.max_tokens),
-            ("temperature", p.temperature),
-            ("top_p", p.top_p),
-            ("seed", p.seed),
-            ("presence_penalty", p.presence_penalty),
-            ("frequency_penalty", p.frequency_penalty),
-            ("repeat_penalty", p.repeat_penalty),
-        )
-        if v is not None
-    }
-    if p.stop:
-        out["stop"] = p.stop
-    if p.logit_bias:
-        out["logit_bias"] = {str(k): v for k, v in p.logit_bias.items()}
-    if p.n != 1:
-        out["n"] = p.n
-    if p.logprobs:
-        if chat:
-            out["logprobs"] = True
-            out["top_logprobs"] = p.top_logprobs
-        else:
-            out["logprobs"] = p.top_logprobs
-    fmt = p.response_format
-    if fmt and fmt["type"] == "json_schema":
-        out["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": "response", "schema": fmt.get("schema", {})},
-        }
-    elif fmt:
-        out["response_format"] = {"type": fmt["type"]}
-    return out
-
-
-MAX_LINE = 16 * 1024 * 1024  # an event line longer than this is not an answer
-
-
-async def _lines(content: aiohttp.StreamReader, where: str) -> AsyncIterator[list[bytes]]:
-    """The stream's lines as they arrive, a batch per read rather than an await per line
-    (a fast upstream's four events came in one read: eight line reads before, one now)."""
-    pending: list[bytes] = []  # the start of a line still arriving
-    size = 0
-    async for piece in content.iter_any():
-        if b"\n" not in piece:
-            pending.append(piece)
-            size += len(piece)
-            if size > MAX_LINE:
-                raise _Broken(f"{where} broke the protocol: a line of over {MAX_LINE} bytes")
-            continue
-        lines = (b"".join(pending) + piece if pending else piece).split(b"\n")
-        rest = lines.pop()
-        pending, size = ([rest], len(rest)) if rest else ([], 0)
-        yield lines
-    if pending:
-        yield [b"".join(pending)]
-
-
-def _dumps(body: Any) -> str:
-    try:
-        return orjson.dumps(body).decode()
-    except TypeError:  # what only json takes (an int past 64 bits)
-        return json.dumps(body)
-
-
-def _sse_data(line: str, where: str) -> Any:
-    if not line.startswith("data:"):
-        return None
-    raw = line[5:].strip()
-    if not raw or raw == "[DONE]":
-        return None
-    try:
-        return orjson.loads(raw)  # ~4x json's speed: an event per token on the hot path
-    except orjson.JSONDecodeError:
-        pass
-    try:  # what orjson refuses and json takes: lone surrogates, NaN, ints past 64 bits
-        return json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise _Broken(f"{where} sent an event that is not JSON: {raw[:200]!r}") from e
-
-
-def _upstream_error(status: int, body: bytes, name: str, url: str = "") -> HearthError:
-    text = body.decode("utf-8", "replace")
-    try:
-        err = json.loads(text).get("error") or {}
-    except (json.JSONDecodeError, AttributeError):
-        err = {}
-    message = err.get("message") if isinstance(err, dict) else str(err)
-    message = message or text[:300]
-    if status == 429:
-        return Overloaded(f"upstream of '{name}' is overloaded: {message}")
-    if status == 400 and isinstance(err, dict) and err.get("code") == "context_length_exceeded":
-        e = InvalidRequest(message, param=err.get("param"))
-        e.code = ContextLengthExceeded.code
-        return e
-    if status in (400, 413, 422):
-        return InvalidRequest(f"upstream of '{name}' refused the request: {message}")
-    where = f"upstream {url} of '{name}'" if url else f"upstream of '{name}'"
-    return UpstreamError(f"{where} answered {status}: {message}")
