@@ -19,6 +19,7 @@ from hearth.errors import ConfigError
 from hearth.types import Price
 
 ENGINES = ("llamacpp", "remote", "fake", "e5", "transformers")
+REMOTE_PARALLEL = 256  # a remote model's default requests in flight at once
 DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 
@@ -345,6 +346,10 @@ def _model_spec(name: str, raw: dict[str, Any], home: Path) -> ModelSpec:
             f'[models."{name}"] memory takes one of {{turns = N}}, {{tokens = N}}, '
             f"{{summary = {{...}}}} or {{none = true}}; got {memory!r}"
         )
+    if engine == "remote" and "parallel" not in raw:
+        # the upstream batches and queues on its own (vLLM runs 256 sequences at once by
+        # default): hearth's slots only cap what one model has in flight to its upstreams
+        fields["parallel"] = REMOTE_PARALLEL
     spec = base if base else ModelSpec(name=name, engine=engine)
     try:
         return replace(spec, **fields)

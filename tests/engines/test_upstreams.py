@@ -91,8 +91,23 @@ async def _models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": [{"id": m} for m in SCRIPTS]})
 
 
+IN_FLIGHT = {"now": 0, "most": 0}
+
+
+async def _slow(request: Request) -> Response:
+    """A good answer after a while, counting how many are in flight at once."""
+    IN_FLIGHT["now"] += 1
+    IN_FLIGHT["most"] = max(IN_FLIGHT["most"], IN_FLIGHT["now"])
+    try:
+        await asyncio.sleep(0.5)
+    finally:
+        IN_FLIGHT["now"] -= 1
+    return Response("".join(GOOD), media_type=SSE)
+
+
 SCRIPTED = Starlette(
     routes=[
+        Route("/slow/v1/chat/completions", _slow, methods=["POST"]),
         Route("/v1/chat/completions", _chat, methods=["POST"]),
         Route("/{script}/v1/chat/completions", _chat, methods=["POST"]),
         Route("/{script}/v1/models", lambda r: JSONResponse({"object": "list", "data": []})),
@@ -412,3 +427,27 @@ def test_a_kept_alive_connection_the_upstream_closed_is_sent_again(tmp_path: Pat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_remote_model_sends_its_callers_on_at_once_unless_capped(
+    scripted: str, tmp_path: Path
+) -> None:
+    # the upstream queues and batches on its own: a remote model's default slots do not
+    # hold sixteen callers to a few at a time; parallel = N still caps what is in flight
+    slow = scripted.removesuffix("/v1") + "/slow/v1"
+    config = FAKE_MODELS + _remote("wide", slow, "m") + _remote("capped", slow, "m", "parallel = 2")
+    with serve(make_settings(tmp_path, config).with_served(["wide", "capped"])) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="x", max_retries=0)
+        for model, most in (("wide", 12), ("capped", 2)):
+            IN_FLIGHT["most"] = 0
+
+            def ask(_: int, model: str = model) -> str:
+                done = client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}]
+                )
+                return done.choices[0].message.content or ""
+
+            with ThreadPoolExecutor(16) as pool:
+                assert list(pool.map(ask, range(16))) == ["fine"] * 16
+            # all sixteen at once when uncapped (twelve: slack for a slow machine's threads)
+            assert IN_FLIGHT["most"] >= most if model == "wide" else IN_FLIGHT["most"] == most

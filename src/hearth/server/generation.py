@@ -450,9 +450,10 @@ async def _events(
     r, chunks = s.renderer, s.chunks
     status, error = "cancelled", None
     tail = b""  # the answer's last events, sent with [DONE] in one write
+    # the opening events go with the first chunk's, which is already here: one write
+    head = b""
     try:
-        for data in r.opening():
-            yield _sse(data)
+        head = b"".join(_sse(data) for data in r.opening())
         chunk = s.first
         while chunk is not None:
             r.add(chunk)
@@ -477,14 +478,16 @@ async def _events(
                         tail = _sse(data)  # nothing but usage follows: no token waits
                         chunk = following
                         continue
-                yield _sse(data)
+                yield head + _sse(data)
+                head = b""
             chunk = following if peeked else await anext(chunks, None)
         if include_usage and r.usage is not None:
             tail += _sse(r.usage_chunk(r.usage) | (extra or {}))
-        yield tail + b"data: [DONE]\n\n"
+        yield head + tail + b"data: [DONE]\n\n"
         status = "ok"
     except HearthError as e:
         status, error = "error", e.message
-        yield tail + _sse(error_body(e.message, e.type, e.code, e.param)) + b"data: [DONE]\n\n"
+        body = _sse(error_body(e.message, e.type, e.code, e.param))
+        yield head + tail + body + b"data: [DONE]\n\n"
     finally:
         await settle(s, status, error)
