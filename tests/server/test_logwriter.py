@@ -142,3 +142,35 @@ def test_nowait_refuses_at_once_and_writes_nothing(tmp_path: Path) -> None:
     finally:
         other.close()
         db.close()
+
+
+def test_under_load_rows_are_written_on_the_loop_in_group_commits(tmp_path: Path) -> None:
+    # A thread needing the GIL for every row fell behind a busy loop (its backlog grew
+    # without end); on SQLite the rows of one turn of the loop share a transaction there.
+    log = open_calllog(f"sqlite:///{tmp_path}/h.db")
+    writer = LogWriter(log, quiet=lambda: False)  # other requests always in flight
+    batches: list[int] = []
+    many = log.record_many
+
+    def counted(calls: list) -> None:  # type: ignore[type-arg]
+        batches.append(len(calls))
+        many(calls)
+
+    log.record_many = counted  # type: ignore[method-assign]
+    before = _calllog_threads()
+
+    async def main() -> None:
+        async def one(i: int) -> None:
+            await asyncio.sleep(0.001 * (i % 7))  # finishing a few at a time, not all at once
+            await writer.record(call(f"r{i}"))
+
+        await asyncio.gather(*(one(i) for i in range(150)))
+
+    try:
+        asyncio.run(main())
+        assert len(log.recent(500)) == 150
+        assert _calllog_threads() == before  # all on the loop, no thread
+        assert len(batches) < 150 and max(batches) > 1, batches
+    finally:
+        writer.close()
+        log.close()

@@ -62,7 +62,7 @@ def serve(
     warning = exposure_warning(settings.host, settings.auth or _any_key(settings.db_url))
     if warning:
         console.print(f"[bold yellow]warning:[/] {warning}")
-    app = create_app(settings, preload=[settings.default_model] if preload else [])
+    app = create_app(settings, preload=[settings.default_model] if preload else [], freeze_gc=True)
     uvicorn.run(
         app, host=settings.host, port=settings.port, log_level=log_level, access_log=access_log
     )
