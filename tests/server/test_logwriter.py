@@ -11,9 +11,22 @@ from pathlib import Path
 import pytest
 
 from hearth.server.logwriter import LogWriter
-from hearth.storage.calllog import open_calllog
+from hearth.storage.calllog import CallLog, open_calllog
 from hearth.storage.db import BUSY_TIMEOUT_MS, Busy, SQLiteDatabase
 from tests.storage.test_calllog import call
+
+
+def _count_batches(log: CallLog) -> list[int]:
+    """The size of each record_many call the log gets from now on."""
+    batches: list[int] = []
+    many = log.record_many
+
+    def counted(calls: list) -> None:  # type: ignore[type-arg]
+        batches.append(len(calls))
+        many(calls)
+
+    log.record_many = counted  # type: ignore[method-assign]
+    return batches
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -24,14 +37,7 @@ def test_concurrent_rows_are_all_committed_and_a_bad_one_fails_alone(
     log = open_calllog(url)
     log.record(call("taken"))
     writer = LogWriter(log)
-    batches: list[int] = []
-    many = log.record_many
-
-    def counted(calls: list) -> None:  # type: ignore[type-arg]
-        batches.append(len(calls))
-        many(calls)
-
-    log.record_many = counted  # type: ignore[method-assign]
+    batches = _count_batches(log)
 
     async def main() -> list[BaseException | None]:
         ids = [f"c{i}" for i in range(200)]
@@ -149,14 +155,7 @@ def test_under_load_rows_are_written_on_the_loop_in_group_commits(tmp_path: Path
     # without end); on SQLite the rows of one turn of the loop share a transaction there.
     log = open_calllog(f"sqlite:///{tmp_path}/h.db")
     writer = LogWriter(log, quiet=lambda: False)  # other requests always in flight
-    batches: list[int] = []
-    many = log.record_many
-
-    def counted(calls: list) -> None:  # type: ignore[type-arg]
-        batches.append(len(calls))
-        many(calls)
-
-    log.record_many = counted  # type: ignore[method-assign]
+    batches = _count_batches(log)
     before = _calllog_threads()
 
     async def main() -> None:

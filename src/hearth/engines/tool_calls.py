@@ -22,7 +22,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from hearth.types import ChatRequest, Delta, ToolCallDelta
+from hearth.types import ChatRequest, Delta, ToolCallDelta, ToolSpec
 
 TAGS = (("<tool_call>", "</tool_call>"), ("<function_call>", "</function_call>"))
 PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")
@@ -291,14 +291,16 @@ def _arguments_schema(parameters: dict[str, Any]) -> dict[str, Any]:
 
 def wire_tools(request: ChatRequest) -> list[dict[str, Any]]:
     """The callable tools as OpenAI's ``tools`` (what chat templates render)."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": t.name,
-                "description": t.description,
-                "parameters": t.parameters or {"type": "object", "properties": {}},
-            },
-        }
-        for t in request.callable_tools
-    ]
+    return [wire_tool(t) for t in request.callable_tools]
+
+
+def wire_tool(t: ToolSpec) -> dict[str, Any]:
+    """One tool as an entry of OpenAI's ``tools``."""
+    return {
+        "type": "function",
+        "function": {
+            "name": t.name,
+            "description": t.description,
+            "parameters": t.parameters or {"type": "object", "properties": {}},
+        },
+    }

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from hearth.engines.openai_chunks import deltas
+from hearth.engines.tool_calls import wire_tool
 from hearth.errors import (
     ContextLengthExceeded,
     HearthError,
@@ -89,17 +90,7 @@ def tools_body(request: ChatRequest) -> dict[str, Any]:
     if request.tool_name is not None:
         choice = {"type": "function", "function": {"name": request.tool_name}}
     out: dict[str, Any] = {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters or {"type": "object", "properties": {}},
-                },
-            }
-            for t in request.tools
-        ],
+        "tools": [wire_tool(t) for t in request.tools],
         "tool_choice": choice,
     }
     if not request.parallel_tool_calls:
